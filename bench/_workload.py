@@ -1,0 +1,55 @@
+"""The workload both systems get: the same data, the same fitted model, the same counts.
+
+Imported by ``bench/registry.py`` (main environment, Threadline side) and by
+``bench/_mlflow_driver.py`` (MLflow's venv). It needs only numpy, pandas and scikit-learn,
+which both environments have at the same scikit-learn version, so the two sides train
+byte-for-byte the same estimator on the same frame.
+"""
+
+from __future__ import annotations
+
+import math
+
+MODEL_NAME = "bench-model"
+ALIAS = "champion"
+N_ROWS = 1_000
+N_FEATURES = 20
+SEED = 0
+
+# The result line a driver prints on stdout, so log noise on stdout cannot break parsing.
+RESULT_PREFIX = "BENCH_RESULT "
+
+
+def make_training_data():
+    """1,000 rows x 20 numeric features (``f00``..``f19``) and a binary label."""
+    import pandas as pd
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=N_ROWS,
+        n_features=N_FEATURES,
+        n_informative=10,
+        n_redundant=4,
+        random_state=SEED,
+    )
+    features = pd.DataFrame(x, columns=[f"f{i:02d}" for i in range(N_FEATURES)])
+    labels = pd.Series(y, name="label")
+    return features, labels
+
+
+def train(features, labels):
+    """Fit the small model; returns (model, training accuracy)."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(max_iter=1_000, random_state=SEED).fit(features, labels)
+    accuracy = float(model.score(features, labels))
+    return model, accuracy
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile (p99 of 1,000 samples is the 990th smallest)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100.0 * len(ordered)))
+    return ordered[rank - 1]

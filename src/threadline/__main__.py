@@ -1,0 +1,3 @@
+from threadline.cli.main import run
+
+run()

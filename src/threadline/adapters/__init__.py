@@ -1,0 +1,1 @@
+"""I/O adapters: the only home of foreign storage and network libraries."""

@@ -1,0 +1,1 @@
+"""Artifact store backends: local folder, S3-compatible, in-memory."""

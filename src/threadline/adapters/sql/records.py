@@ -1,0 +1,120 @@
+"""Conversions between table rows and domain values, kept apart from the queries."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from threadline.domain import hashchain, models
+
+
+def utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else utc(value)
+
+
+def model(row: sa.Row[Any]) -> models.Model:
+    return models.Model(
+        name=row.name, owner=row.owner, risk_tier=models.RiskTier(row.risk_tier),
+        description=row.description, created_by=row.created_by, created_at=utc(row.created_at),
+    )
+
+
+def signature_to_json(signature: models.Signature) -> dict[str, Any]:
+    return {
+        "inputs": [_spec_to_json(spec) for spec in signature.inputs],
+        "outputs": [_spec_to_json(spec) for spec in signature.outputs],
+    }
+
+
+def _spec_to_json(spec: models.TensorSpec) -> dict[str, Any]:
+    return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
+
+
+def signature_from_json(data: dict[str, Any]) -> models.Signature:
+    def specs(items: list[dict[str, Any]]) -> tuple[models.TensorSpec, ...]:
+        return tuple(models.TensorSpec(i["name"], i["datatype"], tuple(i["shape"])) for i in items)
+
+    return models.Signature(inputs=specs(data["inputs"]), outputs=specs(data["outputs"]))
+
+
+def lineage_to_json(lineage: models.Lineage) -> dict[str, Any]:
+    return {
+        "training_data": [{"uri": ref.uri, "digest": ref.digest} for ref in lineage.training_data],
+        "code_repo": lineage.code_repo,
+        "code_commit": lineage.code_commit,
+        "parent_version": lineage.parent_version,
+        "feature_pipeline": lineage.feature_pipeline,
+        "tags": dict(lineage.tags),
+    }
+
+
+def lineage_from_json(data: dict[str, Any]) -> models.Lineage:
+    return models.Lineage(
+        training_data=tuple(models.DataRef(d["uri"], d.get("digest")) for d in data["training_data"]),
+        code_repo=data.get("code_repo"), code_commit=data.get("code_commit"),
+        parent_version=data.get("parent_version"), feature_pipeline=data.get("feature_pipeline"),
+        tags=dict(data.get("tags") or {}),
+    )
+
+
+def version(row: sa.Row[Any], model_name: str) -> models.ModelVersion:
+    return models.ModelVersion(
+        model=model_name, version=row.version, artifact_digest=row.artifact_digest,
+        artifact_size=row.artifact_size, flavor=models.Flavor(row.flavor),
+        artifact_format=models.ArtifactFormat(row.artifact_format), trusted=bool(row.trusted),
+        signature=signature_from_json(row.signature), profile=row.profile, metrics=row.metrics,
+        card=row.card, lineage=lineage_from_json(row.lineage), status=row.status,
+        description=row.description, created_by=row.created_by, created_at=utc(row.created_at),
+    )
+
+
+def version_values(v: models.ModelVersion, model_id: int) -> dict[str, Any]:
+    return {
+        "model_id": model_id, "version": v.version, "artifact_digest": v.artifact_digest,
+        "artifact_size": v.artifact_size, "flavor": v.flavor.value,
+        "artifact_format": v.artifact_format.value, "trusted": v.trusted,
+        "signature": signature_to_json(v.signature), "profile": v.profile, "metrics": dict(v.metrics),
+        "card": dict(v.card), "lineage": lineage_to_json(v.lineage), "status": v.status,
+        "description": v.description, "created_by": v.created_by, "created_at": v.created_at,
+    }
+
+
+def user(row: sa.Row[Any]) -> models.User:
+    return models.User(id=row.id, name=row.name, roles=tuple(row.roles), disabled=bool(row.disabled),
+                       created_at=utc(row.created_at))
+
+
+def token(row: sa.Row[Any]) -> models.Token:
+    return models.Token(
+        id=row.id, user_id=row.user_id, name=row.name, prefix=row.prefix,
+        created_at=utc(row.created_at), expires_at=utc_or_none(row.expires_at),
+        revoked_at=utc_or_none(row.revoked_at),
+    )
+
+
+def audit_entry(row: sa.Row[Any]) -> hashchain.AuditEntry:
+    return hashchain.AuditEntry(
+        seq=row.seq, time=utc(row.time), actor=row.actor, action=row.action, object=row.object,
+        details=orjson.loads(row.details), prev_hash=row.prev_hash, hash=row.hash,
+    )
+
+
+def audit_values(entry: hashchain.AuditEntry) -> dict[str, Any]:
+    return {
+        "seq": entry.seq, "time": entry.time, "actor": entry.actor, "action": entry.action,
+        "object": entry.object, "details": hashchain.canonical_json(entry.details),
+        "prev_hash": entry.prev_hash, "hash": entry.hash,
+    }
+
+
+def checkpoint(row: sa.Row[Any]) -> hashchain.Checkpoint:
+    return hashchain.Checkpoint(seq=row.seq, hash=row.hash, time=utc(row.time), key_id=row.key_id,
+                                signature=bytes(row.signature))

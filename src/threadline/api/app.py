@@ -1,0 +1,21 @@
+"""The control-plane application: routes, error handling, limits."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from threadline import __version__
+from threadline.api import errors, limits, routes_artifacts, routes_audit, routes_models
+from threadline.bootstrap import Services
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(title="Threadline control plane", version=__version__,
+                  description="Registry, governance and audit API. Every route needs a bearer token.")
+    app.state.services = services
+    errors.install(app)
+    for module in (routes_models, routes_artifacts, routes_audit):
+        app.include_router(module.router)
+    app.add_middleware(limits.BodyLimit, max_bytes=services.settings.max_request_bytes,
+                       exempt_prefix=routes_artifacts.router.prefix)
+    return app

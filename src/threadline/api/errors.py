@@ -1,0 +1,68 @@
+"""The one table from domain errors to HTTP statuses, and the handlers that use it.
+
+Every error body is ``{"error": "<message>"}``; messages come from our own exceptions and
+never carry a traceback, a token or a database URL.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from threadline.api.responses import JSON
+from threadline.domain import errors
+
+log = logging.getLogger("threadline.api")
+
+STATUS: tuple[tuple[type[errors.ThreadlineError], int], ...] = (
+    (errors.PayloadTooLarge, 413),
+    (errors.InvalidInput, 400),
+    (errors.Unauthorized, 401),
+    (errors.Forbidden, 403),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.IntegrityError, 500),
+    (errors.ConfigurationError, 503),
+)
+
+
+def status_of(error: errors.ThreadlineError) -> int:
+    for cls, status in STATUS:
+        if isinstance(error, cls):
+            return status
+    return 500
+
+
+def _threadline_error(_request: Request, exc: errors.ThreadlineError) -> JSON:
+    status = status_of(exc)
+    if status >= 500:
+        log.error("request failed: %s", exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSON({"error": str(exc)}, status_code=status, headers=headers)
+
+
+def _validation_error(_request: Request, exc: RequestValidationError) -> JSON:
+    problems = []
+    for item in exc.errors()[:10]:
+        where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
+        problems.append(f"{where}: {item.get('msg', 'invalid')}" if where else str(item.get("msg")))
+    return JSON({"error": "invalid request: " + "; ".join(problems)}, status_code=400)
+
+
+def _http_error(_request: Request, exc: HTTPException) -> JSON:
+    return JSON({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _unexpected(_request: Request, exc: Exception) -> JSON:
+    log.exception("unexpected error")
+    return JSON({"error": "internal error; the server log has the details"}, status_code=500)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(errors.ThreadlineError, _threadline_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,83 @@
+"""Registry routes: models, versions and aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from threadline.api import dto
+from threadline.api.auth import Caller
+from threadline.api.responses import JSON
+from threadline.bootstrap import Services
+from threadline.registry.requests import NewModel, NewVersion
+
+router = APIRouter(prefix="/api/v1/models", tags=["models"])
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+@router.get("")
+def list_models(request: Request, caller: Caller, query: str | None = Query(None, max_length=200),
+                owner: str | None = Query(None, max_length=63), limit: int = 50,
+                cursor: str | None = Query(None, max_length=63)) -> JSON:
+    page = _services(request).registry.list_models(query=query, owner=owner, limit=limit, cursor=cursor)
+    return JSON(dto.page_json(page, dto.model_json))
+
+
+@router.post("", status_code=201)
+def create_model(request: Request, caller: Caller, body: dto.ModelIn) -> JSON:
+    model = _services(request).registry.create_model(
+        caller.name, NewModel(body.name, body.owner, body.risk_tier, body.description))
+    return JSON(dto.model_json(model), status_code=201)
+
+
+@router.get("/{name}")
+def get_model(request: Request, caller: Caller, name: str) -> JSON:
+    registry = _services(request).registry
+    data = dto.model_json(registry.get_model(name))
+    data["aliases"] = registry.aliases(name)
+    return JSON(data)
+
+
+@router.get("/{name}/versions")
+def list_versions(request: Request, caller: Caller, name: str, limit: int = 50,
+                  cursor: Annotated[int | None, Query(ge=0)] = None) -> JSON:
+    page = _services(request).registry.list_versions(name, limit=limit, cursor=cursor)
+    return JSON(dto.page_json(page, dto.version_json))
+
+
+@router.post("/{name}/versions", status_code=201)
+def register_version(request: Request, caller: Caller, name: str, body: dto.VersionIn) -> JSON:
+    version = _services(request).registry.register_version(caller.name, NewVersion(
+        model=name, artifact_digest=body.artifact_digest, flavor=body.flavor, trusted=body.trusted,
+        profile=body.profile, sample_digest=body.sample_digest, metrics=body.metrics, card=body.card,
+        lineage=body.lineage.to_domain(), description=body.description, owner=body.owner,
+        risk_tier=body.risk_tier))
+    return JSON(dto.version_json(version), status_code=201)
+
+
+@router.get("/{name}/versions/{ref}")
+def get_version(request: Request, caller: Caller, name: str, ref: str) -> JSON:
+    """``ref`` is a version number, an alias, or ``latest``."""
+    return JSON(dto.version_json(_services(request).registry.get_version(name, ref)))
+
+
+@router.get("/{name}/aliases")
+def list_aliases(request: Request, caller: Caller, name: str) -> JSON:
+    return JSON(_services(request).registry.aliases(name))
+
+
+@router.put("/{name}/aliases/{alias}")
+def set_alias(request: Request, caller: Caller, name: str, alias: str, body: dto.AliasIn) -> JSON:
+    previous = _services(request).registry.set_alias(caller.name, name, alias, body.version)
+    return JSON({"model": name, "alias": alias, "version": body.version, "previous": previous})
+
+
+@router.delete("/{name}/aliases/{alias}")
+def delete_alias(request: Request, caller: Caller, name: str, alias: str) -> JSON:
+    previous = _services(request).registry.delete_alias(caller.name, name, alias)
+    return JSON({"model": name, "alias": alias, "previous": previous})

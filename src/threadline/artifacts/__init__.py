@@ -1,0 +1,1 @@
+"""Artifact packaging shared by the SDK and the server."""

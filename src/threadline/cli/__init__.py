@@ -1,0 +1,1 @@
+"""The ``threadline`` command line: Typer commands over the SDK (HTTP only)."""

@@ -1,0 +1,49 @@
+"""``threadline audit verify|export``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import orjson
+import typer
+
+from threadline.cli.output import console, emit_json, fail
+
+app = typer.Typer(no_args_is_help=True, help="Verify and export the tamper-evident audit log.")
+
+
+@app.command()
+def verify(as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")) -> None:
+    """Recompute the hash chain and check checkpoint signatures; exit 1 on any break."""
+    from threadline.client import Client
+
+    with Client() as client:
+        result = client.audit_verify()
+    if as_json:
+        emit_json(result)
+    elif result["ok"]:
+        console.print(f"[green]OK[/green] audit chain intact: {result['entries']} entries, "
+                      f"{result['checkpoints']} signed checkpoints (key {result['key_id']})")
+    if not result["ok"]:
+        raise fail(f"audit chain broken at entry {result['first_bad_seq']}: {result['reason']}")
+
+
+@app.command("export")
+def export(output: Path = typer.Option(None, "--output", "-o", help="File to write (default stdout)."),
+           after: int = typer.Option(0, help="Only entries after this sequence number.")) -> None:
+    """Write audit entries as JSON Lines, oldest first."""
+    from threadline.client import Client
+
+    sink = output.open("wb") if output else sys.stdout.buffer
+    count = 0
+    try:
+        with Client() as client:
+            for entry in client.audit_entries(after=after):
+                sink.write(orjson.dumps(entry) + b"\n")
+                count += 1
+    finally:
+        if output:
+            sink.close()
+    if output:
+        console.print(f"wrote {count} entries to {output}")

@@ -1,0 +1,27 @@
+"""Entry point: ``threadline`` and ``python -m threadline``.
+
+Domain errors become one red line and exit code 1; nobody sees a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from threadline.cli import audit, db, models, server
+from threadline.cli.output import fail
+from threadline.domain import errors
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Threadline: a governed model deployment control plane.")
+app.command("up")(server.up)
+app.add_typer(models.app, name="models")
+app.add_typer(audit.app, name="audit")
+app.add_typer(db.app, name="db")
+
+
+def run() -> None:
+    try:
+        app()
+    except errors.ThreadlineError as exc:
+        fail(str(exc))
+        raise SystemExit(1) from None

@@ -1,0 +1,38 @@
+"""``threadline up``: the embedded control plane in one process."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from threadline.cli.output import console
+
+
+def up(host: str = typer.Option(None, help="Interface to bind (default 127.0.0.1)."),
+       port: int = typer.Option(None, help="Port (default 8700)."),
+       log_level: str = typer.Option("warning", help="uvicorn log level.")) -> None:
+    """Start the control plane: API and audit log on SQLite + local artifacts by default."""
+    import uvicorn
+
+    from threadline import bootstrap
+    from threadline.api.app import create_app
+    from threadline.settings import Settings
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = Settings(**overrides)
+    services = bootstrap.build(settings)
+    token_path = bootstrap.write_admin_token(services)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    url = f"http://{settings.host}:{settings.port}"
+    console.print(f"Threadline control plane on [bold]{url}[/bold]  (API docs: {url}/docs)")
+    console.print(f"state: {settings.resolved_home}")
+    if token_path:
+        console.print(f"admin token: {token_path} (mode 0600; export THREADLINE_TOKEN=$(cat {token_path}))")
+    try:
+        uvicorn.run(create_app(services), host=settings.host, port=settings.port, log_level=log_level,
+                    server_header=False)
+    finally:
+        with services.store.writing() as tx:
+            services.audit.checkpoint(tx)
+        services.close()

@@ -1,0 +1,248 @@
+"""The Python SDK: the same verbs as the CLI, over the control plane's HTTP API.
+
+``Client()`` with no arguments finds the control plane from ``THREADLINE_URL`` and
+``THREADLINE_TOKEN``, falling back to the local embedded default and its admin token file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator, Mapping
+
+import httpx
+
+from threadline.domain import errors
+from threadline.settings import ClientSettings
+
+_CHUNK = 1 << 20
+Progress = Callable[[int, int], None]  # (bytes sent, total bytes)
+
+_STATUS_ERRORS: dict[int, type[errors.ThreadlineError]] = {
+    400: errors.InvalidInput, 401: errors.Unauthorized, 403: errors.Forbidden, 404: errors.NotFound,
+    409: errors.Conflict, 413: errors.PayloadTooLarge, 500: errors.IntegrityError,
+    503: errors.ConfigurationError,
+}
+
+
+class Client:
+    def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = 120.0) -> None:
+        settings = ClientSettings()
+        self.url = (url or settings.url or f"http://127.0.0.1:{settings.port}").rstrip("/")
+        token = token or settings.token or _local_admin_token(settings.home)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- models and versions ------------------------------------------------------------
+
+    def create_model(self, name: str, owner: str, risk: str = "minimal", description: str = "") -> dict[str, Any]:
+        return self._call("POST", "/api/v1/models",
+                          json={"name": name, "owner": owner, "risk_tier": risk, "description": description})
+
+    def get_model(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/v1/models/{_seg(name)}")
+
+    def list_models(self, query: str | None = None, owner: str | None = None) -> list[dict[str, Any]]:
+        return list(self._pages("/api/v1/models", {"query": query, "owner": owner}))
+
+    def list_versions(self, name: str) -> list[dict[str, Any]]:
+        return list(self._pages(f"/api/v1/models/{_seg(name)}/versions", {}))
+
+    def get_version(self, name: str, ref: str | int = "latest") -> dict[str, Any]:
+        """``ref`` is a version number, an alias or ``"latest"``."""
+        return self._call("GET", f"/api/v1/models/{_seg(name)}/versions/{_seg(str(ref))}")
+
+    def register_model(self, model_or_path: Any, name: str, flavor: str | None = None,
+                       training_data: Any = None, card: Mapping[str, Any] | None = None,
+                       risk: str | None = None, lineage: Mapping[str, Any] | None = None,
+                       metrics: Mapping[str, float] | None = None, *, owner: str | None = None,
+                       description: str = "", target: str | list[str] | None = None,
+                       trusted: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+        """Upload a model (a fitted estimator, an ONNX model, or a path) and register a version.
+
+        With ``training_data`` (DataFrame, Arrow table, Parquet or CSV path) the reference
+        profile and a row sample are computed here and sent along; ``target`` names label
+        columns to leave out. The model is created on first registration, owned by ``owner``
+        (default "default") with risk tier ``risk`` (default minimal).
+        """
+        from threadline.artifacts import pack
+
+        body: dict[str, Any] = {"description": description, "trusted": trusted,
+                                "metrics": dict(metrics or {}), "card": dict(card or {}),
+                                "risk_tier": risk, "owner": owner or "default"}
+        lineage_body = dict(lineage or {})
+        with tempfile.TemporaryDirectory(prefix="threadline-") as scratch:
+            workdir = Path(scratch)
+            path, detected = pack.pack_model(model_or_path, workdir, flavor)
+            body["flavor"] = detected.value
+            if training_data is not None:
+                body.update(self._profile(training_data, target, workdir, lineage_body))
+            body["artifact_digest"] = self.upload_artifact(path, progress=progress)
+        body["lineage"] = lineage_body
+        return self._call("POST", f"/api/v1/models/{_seg(name)}/versions", json=body)
+
+    def _profile(self, training_data: Any, target: str | list[str] | None, workdir: Path,
+                 lineage: dict[str, Any]) -> dict[str, Any]:
+        import pyarrow.parquet as pq
+
+        from threadline.registry import profiling
+
+        table = profiling.load_table(training_data)
+        exclude = [target] if isinstance(target, str) else list(target or [])
+        profile, sample = profiling.compute_profile(table, exclude=exclude)
+        sample_path = workdir / "sample.parquet"
+        pq.write_table(sample, sample_path)
+        if "training_data" not in lineage:
+            uri = (Path(training_data).resolve().as_uri() if isinstance(training_data, (str, Path))
+                   else f"inline:{type(training_data).__name__}")
+            lineage["training_data"] = [{"uri": uri, "digest": profiling.data_digest(training_data)}]
+        return {"profile": profile, "sample_digest": self.upload_artifact(sample_path)}
+
+    # -- aliases ------------------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int) -> dict[str, Any]:
+        return self._call("PUT", f"/api/v1/models/{_seg(name)}/aliases/{_seg(alias)}", json={"version": version})
+
+    def delete_alias(self, name: str, alias: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/api/v1/models/{_seg(name)}/aliases/{_seg(alias)}")
+
+    def aliases(self, name: str) -> dict[str, int]:
+        return self._call("GET", f"/api/v1/models/{_seg(name)}/aliases")
+
+    # -- artifacts ----------------------------------------------------------------------
+
+    def upload_artifact(self, path: str | Path, *, progress: Progress | None = None) -> str:
+        """Stream a file to the artifact store; returns ``sha256:<hex>``."""
+        path = Path(path)
+        digest, size = _sha256_file(path)
+
+        def chunks() -> Iterator[bytes]:
+            sent = 0
+            with path.open("rb") as handle:
+                while chunk := handle.read(_CHUNK):
+                    sent += len(chunk)
+                    if progress:
+                        progress(sent, size)
+                    yield chunk
+
+        headers = {"content-length": str(size), "x-content-sha256": digest,
+                   "content-type": "application/octet-stream"}
+        result = self._call("POST", "/api/v1/artifacts", content=chunks(), headers=headers)
+        return str(result["digest"])
+
+    def download_artifact(self, name: str, ref: str | int, dest: str | Path) -> Path:
+        """Download a version's artifact to ``dest``, verified against its digest."""
+        version = self.get_version(name, ref)
+        expected = str(version["artifact_digest"]).removeprefix("sha256:")
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=".download-", delete=False) as handle:
+            try:
+                actual = self._stream_to(f"/api/v1/artifacts/{expected}", handle)
+                if actual != expected:
+                    raise errors.DigestMismatch(expected, actual)
+                handle.flush()
+                os.fsync(handle.fileno())
+            except BaseException:
+                os.unlink(handle.name)
+                raise
+        os.replace(handle.name, dest)
+        return dest
+
+    def _stream_to(self, path: str, handle: BinaryIO) -> str:
+        hasher = hashlib.sha256()
+        try:
+            with self._http.stream("GET", path) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _raise_for(response)
+                for chunk in response.iter_bytes(_CHUNK):
+                    hasher.update(chunk)
+                    handle.write(chunk)
+        except httpx.TransportError as exc:
+            raise errors.IntegrityError(f"download from {self.url} broke off: {exc}") from exc
+        return hasher.hexdigest()
+
+    # -- audit --------------------------------------------------------------------------
+
+    def audit_verify(self) -> dict[str, Any]:
+        return self._call("GET", "/api/v1/audit/verify")
+
+    def audit_entries(self, after: int = 0) -> Iterator[dict[str, Any]]:
+        while True:
+            page = self._call("GET", "/api/v1/audit/entries", params={"after": after, "limit": 1000})
+            yield from page["items"]
+            if page["next_after"] is None:
+                return
+            after = page["next_after"]
+
+    def audit_checkpoint(self) -> dict[str, Any]:
+        return self._call("POST", "/api/v1/audit/checkpoint")
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        cursor = None
+        while True:
+            query = {k: v for k, v in {**params, "limit": 200, "cursor": cursor}.items() if v is not None}
+            page = self._call("GET", path, params=query)
+            yield from page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise errors.ThreadlineError(
+                f"cannot reach the control plane at {self.url} ({type(exc).__name__}); "
+                "is `threadline up` running, and is THREADLINE_URL right?") from exc
+        if response.status_code >= 400:
+            _raise_for(response)
+        return response.json()
+
+
+def _raise_for(response: httpx.Response) -> None:
+    try:
+        message = str(response.json().get("error", response.text))
+    except ValueError:
+        message = response.text[:500] or response.reason_phrase
+    raise _STATUS_ERRORS.get(response.status_code, errors.ThreadlineError)(message)
+
+
+def _seg(value: str) -> str:
+    """Quote one path segment so a name can never change the route it is sent to."""
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+def _sha256_file(path: Path) -> tuple[str, int]:
+    if not path.is_file():
+        raise errors.InvalidInput(f"{path} is not a file")
+    hasher, size = hashlib.sha256(), 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            hasher.update(chunk)
+            size += len(chunk)
+    return "sha256:" + hasher.hexdigest(), size
+
+
+def _local_admin_token(home: Path) -> str | None:
+    path = home.expanduser() / "admin.token"
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None

@@ -1,0 +1,138 @@
+"""Registry entities as immutable values; stores return these, never ORM rows.
+
+A ModelVersion is immutable once created: everything a later reader needs to reproduce or
+judge it (artifact digest, signature, profile, metrics, card, lineage) is fixed here. What
+may change over time (aliases, approvals, status) lives in separate records.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping
+
+
+class RiskTier(str, enum.Enum):
+    """EU AI Act style risk tiers; ``unacceptable`` never deploys anywhere."""
+
+    MINIMAL = "minimal"
+    LIMITED = "limited"
+    HIGH = "high"
+    UNACCEPTABLE = "unacceptable"
+
+
+class Flavor(str, enum.Enum):
+    """How a model artifact is loaded."""
+
+    SKLEARN = "sklearn"
+    ONNX = "onnx"
+    MLFLOW = "mlflow"
+
+
+class ArtifactFormat(str, enum.Enum):
+    """The concrete bytes behind a flavor; pickle executes code on load and needs trust."""
+
+    SKOPS = "skops"
+    PICKLE = "pickle"
+    ONNX = "onnx"
+    MLFLOW_DIR = "mlflow-dir"
+
+    @property
+    def executes_code_on_load(self) -> bool:
+        return self is ArtifactFormat.PICKLE
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named input or output: Open Inference Protocol datatype and shape (-1 = any)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The inputs a version accepts and the outputs it returns."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """A dataset a version was trained on: where it was and what exactly it contained."""
+
+    uri: str
+    digest: str | None = None
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a version came from: data, code, parent and feature pipeline."""
+
+    training_data: tuple[DataRef, ...] = ()
+    code_repo: str | None = None
+    code_commit: str | None = None
+    parent_version: int | None = None
+    feature_pipeline: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    owner: str
+    risk_tier: RiskTier
+    description: str
+    created_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    model: str
+    version: int
+    artifact_digest: str
+    artifact_size: int
+    flavor: Flavor
+    artifact_format: ArtifactFormat
+    trusted: bool
+    signature: Signature
+    profile: Mapping[str, Any] | None
+    metrics: Mapping[str, float]
+    card: Mapping[str, Any]
+    lineage: Lineage
+    status: str
+    description: str
+    created_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+    roles: tuple[str, ...]
+    disabled: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Token:
+    id: int
+    user_id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing; ``next_cursor`` is None on the last page."""
+
+    items: tuple[Any, ...]
+    next_cursor: str | None

@@ -1,0 +1,1 @@
+"""Who is calling: users, API tokens and authentication (roles arrive with governance)."""

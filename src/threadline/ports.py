@@ -1,0 +1,157 @@
+"""The small Protocols services use to reach the outside world.
+
+Services depend on these, never on an adapter; ``bootstrap.py`` picks the adapters by URL.
+Each Protocol has one contract test suite that every adapter passes (``tests/contract``).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable, Iterator, Protocol
+
+from threadline.domain import hashchain, models
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    """A blob in the artifact store: its SHA-256 (bare hex) and size in bytes."""
+
+    digest: str
+    size: int
+
+
+class ArtifactWriter(Protocol):
+    """One streaming write; nothing becomes visible until ``commit``.
+
+    Used as a context manager: leaving the block without ``commit`` (or with an exception)
+    discards everything written so far.
+    """
+
+    def write(self, chunk: bytes) -> None:
+        """Append bytes; raises PayloadTooLarge (and discards) past ``max_bytes``."""
+
+    def commit(self) -> StoredArtifact:
+        """Make the blob visible under its digest, atomically; idempotent for equal bytes.
+
+        Raises InvalidInput when an ``expected_digest`` was given and the bytes differ.
+        """
+
+    def abort(self) -> None:
+        """Discard what was written; safe to call twice."""
+
+    def __enter__(self) -> "ArtifactWriter": ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+class ArtifactStore(Protocol):
+    """Content-addressed blob storage keyed by SHA-256."""
+
+    def writer(self, *, max_bytes: int | None = None, expected_digest: str | None = None) -> ArtifactWriter:
+        """Start a streaming write (see ArtifactWriter)."""
+
+    def put(self, chunks: Iterable[bytes], *, max_bytes: int | None = None,
+            expected_digest: str | None = None) -> StoredArtifact:
+        """Write all chunks through a writer and commit."""
+
+    def exists(self, digest: str) -> bool:
+        """Whether a blob with this digest is stored."""
+
+    def size(self, digest: str) -> int:
+        """Stored size in bytes; NotFound if absent."""
+
+    def read(self, digest: str, *, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """Stream the blob; raises DigestMismatch after the last chunk if the bytes are corrupt."""
+
+    def fetch(self, digest: str, dest: Path) -> Path:
+        """Copy the blob to ``dest`` and verify it; ``dest`` appears only if the digest matches."""
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+
+
+class Signer(Protocol):
+    """Signs audit checkpoints; the verifying key is public."""
+
+    key_id: str
+
+    def sign(self, message: bytes) -> bytes: ...
+
+    def verify(self, message: bytes, signature: bytes) -> bool: ...
+
+
+class ReadTransaction(Protocol):
+    """Consistent reads of registry, identity and audit records."""
+
+    def get_model(self, name: str) -> models.Model: ...
+
+    def list_models(self, *, query: str | None, owner: str | None, limit: int,
+                    after: str | None) -> list[models.Model]: ...
+
+    def get_version(self, name: str, version: int) -> models.ModelVersion: ...
+
+    def get_version_by_alias(self, name: str, alias: str) -> models.ModelVersion: ...
+
+    def list_versions(self, name: str, *, limit: int, after: int | None) -> list[models.ModelVersion]: ...
+
+    def latest_version(self, name: str) -> int | None: ...
+
+    def resolve_alias(self, name: str, alias: str) -> int: ...
+
+    def aliases(self, name: str) -> dict[str, int]: ...
+
+    def audit_head(self) -> tuple[int, str] | None:
+        """(seq, hash) of the newest audit entry, as recorded by the chain head."""
+
+    def audit_entries(self, *, after: int, limit: int) -> list[hashchain.AuditEntry]: ...
+
+    def audit_checkpoints(self) -> list[hashchain.Checkpoint]: ...
+
+    def user_by_token(self, token_digest: str) -> tuple[models.User, models.Token] | None: ...
+
+    def user_by_name(self, name: str) -> models.User: ...
+
+    def count_users(self) -> int: ...
+
+
+class WriteTransaction(ReadTransaction, Protocol):
+    """A serialised write: one writer at a time holds the audit chain head.
+
+    Everything done through one WriteTransaction commits together or not at all, so a
+    mutation and its audit entry can never be separated.
+    """
+
+    def add_model(self, model: models.Model) -> None: ...
+
+    def add_version(self, version: models.ModelVersion) -> None: ...
+
+    def set_status(self, name: str, version: int, status: str) -> None: ...
+
+    def set_alias(self, name: str, alias: str, version: int, *, actor: str, time: datetime) -> int | None:
+        """Point ``alias`` at ``version``; return the version it pointed at before."""
+
+    def delete_alias(self, name: str, alias: str) -> int: ...
+
+    def append_audit(self, entry: hashchain.AuditEntry) -> None: ...
+
+    def add_checkpoint(self, checkpoint: hashchain.Checkpoint) -> None: ...
+
+    def add_user(self, name: str, roles: tuple[str, ...], *, time: datetime) -> models.User: ...
+
+    def add_token(self, user_id: int, name: str, token_digest: str, prefix: str, *,
+                  time: datetime, expires_at: datetime | None) -> models.Token: ...
+
+
+class MetadataStore(Protocol):
+    """Transactions over the metadata database (SQLite or PostgreSQL)."""
+
+    def reading(self) -> AbstractContextManager[ReadTransaction]: ...
+
+    def writing(self) -> AbstractContextManager[WriteTransaction]: ...
+
+    def close(self) -> None: ...

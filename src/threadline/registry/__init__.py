@@ -1,0 +1,1 @@
+"""The model registry: turning user inputs into immutable version facts."""

@@ -1,0 +1,189 @@
+"""The registry use cases: models, immutable versions, aliases and reads.
+
+Every mutation happens in one WriteTransaction together with its audit entry. Artifacts are
+uploaded (content-addressed) before registration; registering verifies the stored bytes
+against their digest and inspects them, so a version's flavor and signature are facts about
+its bytes, not claims of the client.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+from pathlib import Path
+
+from threadline import ports
+from threadline.audit.log import AuditLog
+from threadline.domain import errors, lifecycle, models, names
+from threadline.registry import flavors, signatures
+from threadline.registry.requests import NewModel, NewVersion, metrics
+
+
+class Registry:
+    def __init__(self, store: ports.MetadataStore, artifacts: ports.ArtifactStore, audit: AuditLog,
+                 clock: ports.Clock, workdir: Path) -> None:
+        self._store = store
+        self._artifacts = artifacts
+        self._audit = audit
+        self._clock = clock
+        self._workdir = workdir
+
+    # -- models -------------------------------------------------------------------------
+
+    def create_model(self, actor: str, request: NewModel) -> models.Model:
+        model = self._new_model(actor, request)
+        with self._store.writing() as tx:
+            self._add_model(tx, actor, model)
+        return model
+
+    def _new_model(self, actor: str, request: NewModel) -> models.Model:
+        return models.Model(
+            name=names.model_name(request.name), owner=names.team_name(request.owner),
+            risk_tier=request.risk_tier, description=request.description, created_by=actor,
+            created_at=self._clock.now())
+
+    def _add_model(self, tx: ports.WriteTransaction, actor: str, model: models.Model) -> None:
+        tx.add_model(model)
+        self._audit.record(tx, actor, "model.create", f"model/{model.name}",
+                           {"owner": model.owner, "risk_tier": model.risk_tier.value})
+
+    def get_model(self, name: str) -> models.Model:
+        with self._store.reading() as tx:
+            return tx.get_model(names.model_name(name))
+
+    def list_models(self, *, query: str | None = None, owner: str | None = None, limit: int = 50,
+                    cursor: str | None = None) -> models.Page:
+        limit = _page_size(limit)
+        with self._store.reading() as tx:
+            items = tx.list_models(query=query, owner=owner, limit=limit + 1, after=cursor)
+        more = len(items) > limit
+        items = items[:limit]
+        return models.Page(tuple(items), items[-1].name if more else None)
+
+    # -- versions -----------------------------------------------------------------------
+
+    def register_version(self, actor: str, request: NewVersion) -> models.ModelVersion:
+        name = names.model_name(request.model, field="model")
+        digest = names.sha256_digest(request.artifact_digest, field="artifact_digest")
+        checked_metrics = metrics(request.metrics)
+        if request.sample_digest is not None and not self._artifacts.exists(
+                names.sha256_digest(request.sample_digest, field="sample_digest")):
+            raise errors.InvalidInput("no uploaded artifact has this digest; upload the sample first",
+                                      field="sample_digest")
+        inspection = self._inspect(digest, request.flavor, request.trusted)
+        profile_inputs = signatures.input_signature_from_profile(request.profile) if request.profile else None
+        signature = signatures.reconcile(inspection, profile_inputs)
+        profile = dict(request.profile) if request.profile else None
+        if profile is not None and request.sample_digest is not None:
+            profile["sample"] = {"digest": names.sha256_digest(request.sample_digest), "format": "parquet"}
+        with self._store.writing() as tx:
+            created = self._model_for(tx, actor, name, request)
+            latest = tx.latest_version(name) or 0
+            _check_parent(request.lineage, latest)
+            version = models.ModelVersion(
+                model=name, version=latest + 1, artifact_digest=digest,
+                artifact_size=self._artifacts.size(digest), flavor=inspection.flavor,
+                artifact_format=inspection.artifact_format, trusted=request.trusted,
+                signature=signature, profile=profile, metrics=checked_metrics, card=dict(request.card),
+                lineage=request.lineage, status=lifecycle.REGISTERED, description=request.description,
+                created_by=actor, created_at=self._clock.now())
+            tx.add_version(version)
+            self._audit.record(tx, actor, "version.register", f"model/{name}/version/{version.version}", {
+                "artifact_digest": digest, "flavor": version.flavor.value,
+                "artifact_format": version.artifact_format.value, "trusted": version.trusted,
+                "model_created": created,
+                "training_data": [dataclasses.asdict(ref) for ref in version.lineage.training_data],
+                "code_commit": version.lineage.code_commit,
+            })
+        return version
+
+    def _model_for(self, tx: ports.WriteTransaction, actor: str, name: str, request: NewVersion) -> bool:
+        """Make sure the model exists; return whether this registration created it."""
+        try:
+            model = tx.get_model(name)
+        except errors.NotFound:
+            if request.owner is None:
+                raise errors.InvalidInput(f"model {name!r} does not exist yet: give its owner team to create it",
+                                          field="owner") from None
+            self._add_model(tx, actor, self._new_model(actor, NewModel(
+                name, request.owner, request.risk_tier or models.RiskTier.MINIMAL, request.description)))
+            return True
+        if request.risk_tier is not None and request.risk_tier is not model.risk_tier:
+            raise errors.Conflict(
+                f"model {name!r} has risk tier {model.risk_tier.value}, not {request.risk_tier.value}; "
+                "a risk tier is changed on the model, not by registering a version")
+        return False
+
+    def _inspect(self, digest: str, declared: models.Flavor | None, trusted: bool) -> flavors.Inspection:
+        if not self._artifacts.exists(digest):
+            raise errors.InvalidInput(f"no uploaded artifact has digest sha256:{digest}; upload it first",
+                                      field="artifact_digest")
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix="inspect-", dir=self._workdir))
+        try:
+            path = self._artifacts.fetch(digest, scratch / "artifact")
+            return flavors.inspect_artifact(path, declared, trusted=trusted)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def get_version(self, name: str, ref: str | int) -> models.ModelVersion:
+        """``ref`` is a version number, an alias or ``latest``."""
+        name = names.model_name(name)
+        with self._store.reading() as tx:
+            if isinstance(ref, str) and not ref.isdigit() and ref != "latest":
+                return tx.get_version_by_alias(name, names.alias_name(ref))
+            return tx.get_version(name, _resolve(tx, name, ref))
+
+    def list_versions(self, name: str, *, limit: int = 50, cursor: int | None = None) -> models.Page:
+        limit = _page_size(limit)
+        with self._store.reading() as tx:
+            items = tx.list_versions(names.model_name(name), limit=limit + 1, after=cursor)
+        more = len(items) > limit
+        items = items[:limit]
+        return models.Page(tuple(items), str(items[-1].version) if more else None)
+
+    # -- aliases ------------------------------------------------------------------------
+
+    def aliases(self, name: str) -> dict[str, int]:
+        with self._store.reading() as tx:
+            return tx.aliases(names.model_name(name))
+
+    def set_alias(self, actor: str, name: str, alias: str, version: int) -> int | None:
+        """Point ``alias`` at ``version`` atomically; return the version it pointed at before."""
+        name, alias = names.model_name(name), names.alias_name(alias)
+        with self._store.writing() as tx:
+            tx.get_version(name, version)
+            previous = tx.set_alias(name, alias, version, actor=actor, time=self._clock.now())
+            self._audit.record(tx, actor, "alias.set", f"model/{name}/alias/{alias}",
+                               {"version": version, "previous": previous})
+        return previous
+
+    def delete_alias(self, actor: str, name: str, alias: str) -> int:
+        name, alias = names.model_name(name), names.alias_name(alias)
+        with self._store.writing() as tx:
+            previous = tx.delete_alias(name, alias)
+            self._audit.record(tx, actor, "alias.delete", f"model/{name}/alias/{alias}", {"previous": previous})
+        return previous
+
+
+def _resolve(tx: ports.ReadTransaction, name: str, ref: str | int) -> int:
+    """A version number from a number or ``latest``."""
+    if isinstance(ref, int) or ref.isdigit():
+        return int(ref)
+    latest = tx.latest_version(name)
+    if latest is None:
+        raise errors.NotFound(f"model {name!r} has no versions yet")
+    return latest
+
+
+def _check_parent(lineage: models.Lineage, latest: int) -> None:
+    if lineage.parent_version is not None and not 1 <= lineage.parent_version <= latest:
+        raise errors.InvalidInput(f"version {lineage.parent_version} does not exist (latest is {latest})",
+                                  field="lineage.parent_version")
+
+
+def _page_size(limit: int) -> int:
+    if not 1 <= limit <= 500:
+        raise errors.InvalidInput("must be between 1 and 500", field="limit")
+    return limit

@@ -1,0 +1,65 @@
+"""All configuration, read from the environment once (prefix ``THREADLINE_``).
+
+Nothing else in Threadline reads ``os.environ``; everything receives a Settings value.
+Backends are chosen by URL: ``sqlite:///…`` or ``postgresql://…`` for metadata,
+a folder path, ``file://…`` or ``s3://bucket/prefix`` for artifacts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_PORT = 8700
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="THREADLINE_", extra="ignore")
+
+    home: Path = Field(default=Path(".threadline"), description="State folder of the embedded default.")
+    database_url: str | None = Field(default=None, description="Default: SQLite in the home.")
+    artifacts_url: str | None = Field(default=None, description="Default: a folder in the home.")
+    s3_endpoint_url: str | None = Field(default=None, description="For S3-compatible stores (MinIO, ...).")
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    max_upload_bytes: int = Field(default=2 << 30, gt=0)
+    max_request_bytes: int = Field(default=32 << 20, gt=0)
+    audit_key_path: Path | None = Field(default=None, description="Default: <home>/audit-signing.key.")
+    audit_checkpoint_every: int = Field(default=100, gt=0)
+
+    @property
+    def resolved_home(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.resolved_home / 'threadline.db'}"
+
+    @property
+    def resolved_artifacts_url(self) -> str:
+        return self.artifacts_url or str(self.resolved_home / "artifacts")
+
+    @property
+    def resolved_audit_key_path(self) -> Path:
+        return self.audit_key_path or self.resolved_home / "audit-signing.key"
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.resolved_home / "admin.token"
+
+    @property
+    def workdir(self) -> Path:
+        return self.resolved_home / "tmp"
+
+
+class ClientSettings(BaseSettings):
+    """Where the CLI and the SDK find the control plane when not told explicitly."""
+
+    model_config = SettingsConfigDict(env_prefix="THREADLINE_", extra="ignore")
+
+    url: str | None = None
+    token: str | None = None
+    home: Path = Path(".threadline")
+    port: int = DEFAULT_PORT
