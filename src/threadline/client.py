@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
 import httpx
 
-from threadline.domain import errors
+from threadline.domain import errors, names
 from threadline.settings import ClientSettings
 
 _CHUNK = 1 << 20
@@ -78,6 +78,7 @@ class Client:
         """
         from threadline.artifacts import pack
 
+        names.model_name(name)  # fail before uploading anything
         body: dict[str, Any] = {"description": description, "trusted": trusted,
                                 "metrics": dict(metrics or {}), "card": dict(card or {}),
                                 "risk_tier": risk, "owner": owner or "default"}

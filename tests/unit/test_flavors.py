@@ -1,4 +1,4 @@
-"""Artifact inspection: formats come from content, pickles are never loaded, skops is allowlisted."""
+"""Artifact inspection: format from content, pickles never loaded, skops types allowlisted."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import skops.io
 import yaml
 from skl2onnx import to_onnx
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, is_classifier
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -61,9 +61,17 @@ def dump_skops(model, path: Path) -> Path:
     return path
 
 
-def to_onnx_file(model, X, path: Path, **options) -> Path:
-    proto = to_onnx(model, X[:1].astype(np.float32), options={id(model): options} if options else None)
-    path.write_bytes(proto.SerializeToString())
+SKOPS_IN_MLFLOW = {"sklearn": {"pickled_model": "model.skops", "serialization_format": "skops"}}
+LABEL_OUTPUT = (TensorSpec("label", "INT64", (-1,)),)
+
+
+def onnx_proto(model, X, *, zipmap: bool = False):
+    options = {id(model): {"zipmap": False}} if is_classifier(model) and not zipmap else None
+    return to_onnx(model, np.asarray(X)[:1].astype(np.float32), options=options)
+
+
+def to_onnx_file(model, X, path: Path, *, zipmap: bool = False) -> Path:
+    path.write_bytes(onnx_proto(model, X, zipmap=zipmap).SerializeToString())
     return path
 
 
@@ -79,12 +87,13 @@ def mlflow_archive(tmp_path: Path, flavor: dict, files: dict[str, bytes]) -> Pat
 
 
 def test_skops_classifier(tmp_path, iris, classifier) -> None:
-    result = flavors.inspect_artifact(dump_skops(classifier, tmp_path / "m.skops"), Flavor.SKLEARN, trusted=False)
-    assert (result.flavor, result.artifact_format, result.task) == (Flavor.SKLEARN, ArtifactFormat.SKOPS,
-                                                                     "classification")
+    path = dump_skops(classifier, tmp_path / "m.skops")
+    result = flavors.inspect_artifact(path, Flavor.SKLEARN, trusted=False)
+    assert (result.flavor, result.artifact_format) == (Flavor.SKLEARN, ArtifactFormat.SKOPS)
+    assert result.task == "classification"
     assert result.feature_names == tuple(iris[0].columns) and result.n_features == 4
     assert result.classes == (0, 1, 2) and result.inputs == ()
-    assert result.outputs == (TensorSpec("label", "INT64", (-1,)), TensorSpec("probabilities", "FP64", (-1, 3)))
+    assert result.outputs == LABEL_OUTPUT + (TensorSpec("probabilities", "FP64", (-1, 3)),)
 
 
 def test_skops_regressor_without_feature_names(tmp_path) -> None:
@@ -101,12 +110,17 @@ def test_skops_pipeline_uses_the_final_step_for_the_task(tmp_path, iris) -> None
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, y.map(str))
     result = flavors.inspect_artifact(dump_skops(model, tmp_path / "p.skops"), None, trusted=False)
     assert result.task == "classification" and result.feature_names == tuple(X.columns)
-    assert result.classes == ("0", "1", "2") and result.outputs[0] == TensorSpec("label", "BYTES", (-1,))
+    assert result.classes == ("0", "1", "2")
+    assert result.outputs[0] == TensorSpec("label", "BYTES", (-1,))
 
 
 @pytest.mark.parametrize(
     ("step", "named"),
-    [(Identity(), "Identity"), (FunctionTransformer(np.load), "numpy.load"), (FunctionTransformer(eval), "builtins.eval")],
+    [
+        (Identity(), "Identity"),
+        (FunctionTransformer(np.load), "numpy.load"),
+        (FunctionTransformer(eval), "builtins.eval"),
+    ],
 )
 def test_skops_with_untrusted_types_is_refused(tmp_path, iris, step, named) -> None:
     X, y = iris
@@ -123,11 +137,11 @@ def test_skops_zip_bomb_guard(tmp_path, classifier) -> None:
 
 
 def test_onnx_classifier(tmp_path, iris, classifier) -> None:
-    path = to_onnx_file(classifier, iris[0].to_numpy(), tmp_path / "m.onnx", zipmap=False)
+    path = to_onnx_file(classifier, iris[0], tmp_path / "m.onnx")
     result = flavors.inspect_artifact(path, Flavor.ONNX, trusted=False)
     assert (result.flavor, result.artifact_format) == (Flavor.ONNX, ArtifactFormat.ONNX)
     assert result.inputs == (TensorSpec("X", "FP32", (-1, 4)),) and result.n_features == 4
-    assert result.outputs == (TensorSpec("label", "INT64", (-1,)), TensorSpec("probabilities", "FP32", (-1, 3)))
+    assert result.outputs == LABEL_OUTPUT + (TensorSpec("probabilities", "FP32", (-1, 3)),)
     assert result.task == "classification" and result.classes == (0, 1, 2)
 
 
@@ -139,7 +153,7 @@ def test_onnx_regressor_detected_without_a_declared_flavor(tmp_path) -> None:
 
 
 def test_onnx_zipmap_output_is_refused_with_a_hint(tmp_path, iris, classifier) -> None:
-    path = to_onnx_file(classifier, iris[0].to_numpy(), tmp_path / "m.onnx")
+    path = to_onnx_file(classifier, iris[0], tmp_path / "m.onnx", zipmap=True)
     with pytest.raises(errors.InvalidInput, match="zipmap"):
         flavors.inspect_artifact(path, Flavor.ONNX, trusted=False)
 
@@ -199,16 +213,16 @@ def test_compressed_joblib_is_recognised_as_a_pickle(tmp_path, classifier) -> No
 
 def test_mlflow_folder_with_skops_model(tmp_path, iris, classifier) -> None:
     content = dump_skops(classifier, tmp_path / "m.skops").read_bytes()
-    path = mlflow_archive(tmp_path, {"sklearn": {"pickled_model": "model.skops", "serialization_format": "skops"}},
-                          {"model.skops": content})
+    path = mlflow_archive(tmp_path, SKOPS_IN_MLFLOW, {"model.skops": content})
     result = flavors.inspect_artifact(path, Flavor.MLFLOW, trusted=False)
     assert (result.flavor, result.artifact_format) == (Flavor.MLFLOW, ArtifactFormat.MLFLOW_DIR)
     assert result.feature_names == tuple(iris[0].columns) and result.task == "classification"
 
 
 def test_mlflow_folder_with_onnx_model(tmp_path, iris, classifier) -> None:
-    content = to_onnx_file(classifier, iris[0].to_numpy(), tmp_path / "m.onnx", zipmap=False).read_bytes()
-    path = mlflow_archive(tmp_path, {"onnx": {"data": "model.onnx"}, "python_function": {}}, {"model.onnx": content})
+    content = onnx_proto(classifier, iris[0]).SerializeToString()
+    flavor = {"onnx": {"data": "model.onnx"}, "python_function": None}
+    path = mlflow_archive(tmp_path, flavor, {"model.onnx": content})
     result = flavors.inspect_artifact(path, None, trusted=False)
     assert (result.flavor, result.artifact_format) == (Flavor.MLFLOW, ArtifactFormat.MLFLOW_DIR)
     assert result.inputs == (TensorSpec("X", "FP32", (-1, 4)),)
@@ -216,8 +230,8 @@ def test_mlflow_folder_with_onnx_model(tmp_path, iris, classifier) -> None:
 
 def test_mlflow_folder_with_pickle_needs_trust_and_reports_pickle(tmp_path) -> None:
     marker = tmp_path / "pwned"
-    sklearn_flavor = {"sklearn": {"pickled_model": "model.pkl", "serialization_format": "cloudpickle"}}
-    path = mlflow_archive(tmp_path, sklearn_flavor, {"model.pkl": pickle.dumps(TouchOnLoad(marker))})
+    flavor = {"sklearn": {"pickled_model": "model.pkl", "serialization_format": "cloudpickle"}}
+    path = mlflow_archive(tmp_path, flavor, {"model.pkl": pickle.dumps(TouchOnLoad(marker))})
     with pytest.raises(errors.PolicyViolation):
         flavors.inspect_artifact(path, Flavor.MLFLOW, trusted=False)
     result = flavors.inspect_artifact(path, Flavor.MLFLOW, trusted=True)
@@ -232,18 +246,18 @@ def test_mlflow_model_path_must_stay_inside_the_archive(tmp_path) -> None:
 
 
 def test_mlflow_folder_declaring_skops_but_holding_a_pickle(tmp_path, classifier) -> None:
-    path = mlflow_archive(tmp_path, {"sklearn": {"pickled_model": "model.skops", "serialization_format": "skops"}},
-                          {"model.skops": pickle.dumps(classifier)})
+    path = mlflow_archive(tmp_path, SKOPS_IN_MLFLOW, {"model.skops": pickle.dumps(classifier)})
     with pytest.raises(errors.InvalidInput, match="model.skops is not a skops file"):
         flavors.inspect_artifact(path, Flavor.MLFLOW, trusted=True)
 
 
-def test_packed_estimator_onnx_and_mlflow_folder_inspect_as_declared(tmp_path, iris, classifier) -> None:
+def test_packed_models_inspect_as_declared(tmp_path, iris, classifier) -> None:
     workdir = tmp_path / "work"
     workdir.mkdir()
     path, flavor = pack.pack_model(classifier, workdir, None)
-    assert path.name == "model.skops" and flavors.inspect_artifact(path, flavor, trusted=False).task == "classification"
-    proto = to_onnx(classifier, iris[0].to_numpy()[:1].astype(np.float32), options={id(classifier): {"zipmap": False}})
+    assert path.name == "model.skops"
+    assert flavors.inspect_artifact(path, flavor, trusted=False).task == "classification"
+    proto = onnx_proto(classifier, iris[0])
     path, flavor = pack.pack_model(proto, workdir, "onnx")
     assert flavors.inspect_artifact(path, flavor, trusted=False).flavor is Flavor.ONNX
     folder = tmp_path / "mlflow"
@@ -257,7 +271,8 @@ def test_packed_estimator_onnx_and_mlflow_folder_inspect_as_declared(tmp_path, i
 
 def test_pack_model_refusals(tmp_path, classifier) -> None:
     (tmp_path / "model.pkl").write_bytes(b"\x80\x04N.")
-    assert pack.pack_model(tmp_path / "model.pkl", tmp_path, None) == (tmp_path / "model.pkl", Flavor.SKLEARN)
+    pickled = tmp_path / "model.pkl"
+    assert pack.pack_model(pickled, tmp_path, None) == (pickled, Flavor.SKLEARN)
     with pytest.raises(errors.InvalidInput, match="use one of sklearn, onnx, mlflow"):
         pack.pack_model(classifier, tmp_path, "tensorflow")
     with pytest.raises(errors.InvalidInput, match="no such file"):

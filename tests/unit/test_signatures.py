@@ -46,7 +46,7 @@ def test_feature_name_mismatch_lists_missing_and_unexpected_columns() -> None:
 def test_feature_count_must_match_the_number_of_columns() -> None:
     inspection = sklearn_inspection(n_features=2)
     assert signatures.reconcile(inspection, columns("x", "y")).inputs == columns("x", "y")
-    with pytest.raises(errors.InvalidInput, match="expects 2 features but the training data has 3 columns"):
+    with pytest.raises(errors.InvalidInput, match="expects 2 features but .* has 3 columns"):
         signatures.reconcile(inspection, columns("x", "y", "label"))
 
 
@@ -62,7 +62,8 @@ def test_without_training_data_a_bare_feature_count_becomes_one_tensor() -> None
 
 def test_onnx_declared_inputs_win() -> None:
     declared = (TensorSpec("X", "FP32", (-1, 2)),)
-    inspection = Inspection(Flavor.ONNX, ArtifactFormat.ONNX, None, 2, declared, OUTPUTS, "unknown", None)
+    inspection = Inspection(
+        Flavor.ONNX, ArtifactFormat.ONNX, None, 2, declared, OUTPUTS, "unknown", None)
     assert signatures.reconcile(inspection, None).inputs == declared
     assert signatures.reconcile(inspection, columns("x", "y")).inputs == declared
     with pytest.raises(errors.InvalidInput, match="expects 2 features"):

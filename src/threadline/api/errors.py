@@ -52,8 +52,11 @@ def _validation_error(_request: Request, exc: RequestValidationError) -> JSON:
     return JSON({"error": "invalid request: " + "; ".join(problems)}, status_code=400)
 
 
-def _http_error(_request: Request, exc: HTTPException) -> JSON:
-    return JSON({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+def _http_error(request: Request, exc: HTTPException) -> JSON:
+    message = str(exc.detail)
+    if exc.status_code in (404, 405) and message in ("Not Found", "Method Not Allowed"):
+        message = f"no route for {request.method} {request.url.path}"
+    return JSON({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
 
 def _unexpected(_request: Request, exc: Exception) -> JSON:

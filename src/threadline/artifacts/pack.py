@@ -21,7 +21,8 @@ _SUFFIX_FLAVORS = {
 }
 
 
-def pack_model(model_or_path: object, workdir: Path, flavor: str | Flavor | None) -> tuple[Path, Flavor]:
+def pack_model(model_or_path: object, workdir: Path,
+               flavor: str | Flavor | None) -> tuple[Path, Flavor]:
     """Return the file to upload and its flavor; files are returned in place, not copied."""
     workdir = Path(workdir)
     wanted = _parse_flavor(flavor)
@@ -39,8 +40,9 @@ def pack_model(model_or_path: object, workdir: Path, flavor: str | Flavor | None
         _require(wanted, Flavor.SKLEARN, "a scikit-learn estimator (saved with skops)")
         return _dump_skops(model_or_path, workdir), Flavor.SKLEARN
     raise errors.InvalidInput(
-        f"cannot register a {type(model_or_path).__name__}: pass a fitted scikit-learn estimator, an ONNX "
-        "ModelProto, or a path to a .skops, .onnx, .pkl/.joblib file or an MLflow model folder",
+        f"cannot register a {type(model_or_path).__name__}: pass a fitted scikit-learn "
+        "estimator, an ONNX ModelProto, or a path to a .skops, .onnx, .pkl/.joblib file or an "
+        "MLflow model folder",
         field="model",
     )
 
@@ -52,13 +54,15 @@ def _parse_flavor(flavor: str | Flavor | None) -> Flavor | None:
         return Flavor(flavor)
     except ValueError:
         valid = ", ".join(f.value for f in Flavor)
-        raise errors.InvalidInput(f"unknown flavor {flavor!r}: use one of {valid}", field="flavor") from None
+        raise errors.InvalidInput(
+            f"unknown flavor {flavor!r}: use one of {valid}", field="flavor") from None
 
 
 def _require(wanted: Flavor | None, actual: Flavor, what: str) -> None:
     if wanted is not None and wanted is not actual:
         raise errors.InvalidInput(
-            f"flavor {wanted.value!r} does not fit {what}, which is flavor {actual.value!r}", field="flavor"
+            f"flavor {wanted.value!r} does not fit {what}, which is flavor {actual.value!r}",
+            field="flavor",
         )
 
 
@@ -66,7 +70,8 @@ def _pack_path(path: Path, workdir: Path, wanted: Flavor | None) -> tuple[Path, 
     if path.is_dir():
         if not (path / "MLmodel").is_file():
             raise errors.InvalidInput(
-                f"{path} is a folder without an MLmodel file: only MLflow model folders can be registered",
+                f"{path} is a folder without an MLmodel file: only MLflow model folders can be "
+                "registered",
                 field="model",
             )
         _require(wanted, Flavor.MLFLOW, f"the MLflow model folder {path.name}")
@@ -97,7 +102,8 @@ def _dump_skops(estimator: object, workdir: Path) -> Path:
         validation.check_is_fitted(estimator)
     except NotFittedError as exc:
         raise errors.InvalidInput(
-            f"the {type(estimator).__name__} is not fitted: call fit() before registering it", field="model"
+            f"the {type(estimator).__name__} is not fitted: call fit() before registering it",
+            field="model",
         ) from exc
     dest = workdir / "model.skops"
     skops.io.dump(estimator, dest)

@@ -25,7 +25,7 @@ def up(host: str = typer.Option(None, help="Interface to bind (default 127.0.0.1
     token_path = bootstrap.write_admin_token(services)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     url = f"http://{settings.host}:{settings.port}"
-    console.print(f"Threadline control plane on [bold]{url}[/bold]  (API docs: {url}/docs)")
+    console.print(f"Threadline control plane on [bold]{url}[/bold]  (OpenAPI: {url}/api/v1/openapi.json)")
     console.print(f"state: {settings.resolved_home}")
     if token_path:
         console.print(f"admin token: {token_path} (mode 0600; export THREADLINE_TOKEN=$(cat {token_path}))")

@@ -5,6 +5,7 @@ declared flavor (a mismatch is refused). Pickles are recognised by their opcodes
 unpickled here: they execute code on load. skops files are loaded only with an explicit
 allowlist of types, ONNX models are parsed without their external data, and MLflow folders
 are unpacked by ``archive.extract``; zip and tar contents are sized before anything is read.
+Recognising formats lives in ``detect``, reading ONNX graphs in ``onnx_graph``.
 
 An MLflow folder whose model is pickled reports ``ArtifactFormat.PICKLE`` (not
 ``MLFLOW_DIR``) so that the one trust gate, ``ArtifactFormat.executes_code_on_load``,
@@ -13,13 +14,9 @@ covers it wherever the version is loaded; its flavor stays ``mlflow``.
 
 from __future__ import annotations
 
-import bz2
 import dataclasses
-import importlib.util
-import lzma
 import tempfile
 import zipfile
-import zlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +30,7 @@ from sklearn import pipeline as sk_pipeline
 from threadline.artifacts import archive
 from threadline.domain import errors
 from threadline.domain.models import ArtifactFormat, Flavor, TensorSpec
-from threadline.registry import profiling
+from threadline.registry import detect, onnx_graph, profiling
 
 Task = Literal["classification", "regression", "unknown"]
 
@@ -42,19 +39,18 @@ MAX_MEMBERS = 100_000
 
 # skops reports every type outside its own safe defaults; these are the ones we add.
 _TRUSTED_MODULES = ("sklearn", "numpy", "scipy.sparse")
-_TRUSTED_BUILTINS = frozenset({"builtins.slice", "builtins.range", "builtins.complex", "builtins.frozenset"})
+_TRUSTED_BUILTINS = frozenset(
+    {"builtins.slice", "builtins.range", "builtins.complex", "builtins.frozenset"}
+)
 # Callables within those modules that touch files or the network when a pipeline calls them.
-_DENIED_MODULES = ("sklearn.datasets", "sklearn.utils._testing", "numpy.testing", "numpy.f2py",
-                   "numpy.ctypeslib", "numpy.lib.npyio", "numpy.lib._npyio_impl", "numpy.lib.format")
+_DENIED_MODULES = (
+    "sklearn.datasets", "sklearn.utils._testing", "numpy.testing", "numpy.f2py",
+    "numpy.ctypeslib", "numpy.lib.npyio", "numpy.lib._npyio_impl", "numpy.lib.format",
+)
 _DENIED_TYPES = frozenset({
     "numpy.load", "numpy.save", "numpy.savez", "numpy.savez_compressed", "numpy.savetxt",
     "numpy.loadtxt", "numpy.genfromtxt", "numpy.fromfile", "numpy.fromregex", "numpy.memmap",
 })
-_ONNX_DATATYPES = {
-    "BOOL": "BOOL", "INT8": "INT8", "INT16": "INT16", "INT32": "INT32", "INT64": "INT64",
-    "UINT8": "UINT8", "UINT16": "UINT16", "UINT32": "UINT32", "UINT64": "UINT64",
-    "FLOAT16": "FP16", "FLOAT": "FP32", "DOUBLE": "FP64", "STRING": "BYTES",
-}
 _FLAVOR_OF = {
     ArtifactFormat.SKOPS: Flavor.SKLEARN, ArtifactFormat.PICKLE: Flavor.SKLEARN,
     ArtifactFormat.ONNX: Flavor.ONNX, ArtifactFormat.MLFLOW_DIR: Flavor.MLFLOW,
@@ -99,15 +95,16 @@ def inspect_artifact(path: Path, declared: Flavor | None, *, trusted: bool,
     """
     path = Path(path)
     limits = _Limits(max_unpacked_bytes, max_members)
-    found = _sniff(path, onnx_required=declared is Flavor.ONNX)
+    found = detect.detect_format(path, onnx_required=declared is Flavor.ONNX)
     if found is None:
         what = _FLAVOR_TEXT[declared] if declared else "a model artifact"
         raise errors.InvalidInput(
             f"{path.name} is not {what}: its content is none of skops, ONNX, an MLflow model "
             "archive or pickle", field="artifact")
     if declared is not None and _FLAVOR_OF[found] is not declared:
-        raise errors.InvalidInput(f"{path.name} is not {_FLAVOR_TEXT[declared]}: it is {_FORMAT_TEXT[found]}",
-                                  field="artifact")
+        raise errors.InvalidInput(
+            f"{path.name} is not {_FLAVOR_TEXT[declared]}: it is {_FORMAT_TEXT[found]}",
+            field="artifact")
     if found is ArtifactFormat.MLFLOW_DIR:
         return _inspect_mlflow(path, trusted=trusted, limits=limits)
     return _inspect_file(path, found, trusted=trusted, limits=limits)
@@ -121,7 +118,8 @@ def load_skops(path: Path, *, max_unpacked_bytes: int = MAX_UNPACKED_BYTES,
     try:
         reported = skops.io.get_untrusted_types(file=path)
     except Exception as exc:  # any parse failure of uploaded bytes is the uploader's problem
-        raise errors.InvalidInput(f"{path.name} is not a readable skops file: {exc}", field="artifact") from exc
+        raise errors.InvalidInput(
+            f"{path.name} is not a readable skops file: {exc}", field="artifact") from exc
     refused = sorted(name for name in reported if not _allowed_type(name))
     if refused:
         raise errors.PolicyViolation(
@@ -130,7 +128,8 @@ def load_skops(path: Path, *, max_unpacked_bytes: int = MAX_UNPACKED_BYTES,
     try:
         return skops.io.load(path, trusted=reported)
     except Exception as exc:
-        raise errors.InvalidInput(f"cannot load skops file {path.name}: {exc}", field="artifact") from exc
+        raise errors.InvalidInput(
+            f"cannot load skops file {path.name}: {exc}", field="artifact") from exc
 
 
 def _allowed_type(name: str) -> bool:
@@ -142,102 +141,68 @@ def _allowed_type(name: str) -> bool:
     return name in _TRUSTED_BUILTINS or within(_TRUSTED_MODULES)
 
 
-def _sniff(path: Path, *, onnx_required: bool) -> ArtifactFormat | None:
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(4096)
-    except OSError as exc:
-        raise errors.InvalidInput(f"cannot read {path.name}: {exc}", field="artifact") from exc
-    if head.startswith(b"PK\x03\x04"):
-        return ArtifactFormat.SKOPS if _zip_has(path, "schema.json") else None
-    if _is_pickle(head) or _is_pickle(_decompressed_head(head)):
-        return ArtifactFormat.PICKLE
-    if archive.is_archive(path):
-        return ArtifactFormat.MLFLOW_DIR
-    if _parse_onnx(path, required=onnx_required) is not None:
-        return ArtifactFormat.ONNX
-    return None
-
-
-def _is_pickle(head: bytes) -> bool:
-    """Protocol 2+ pickles open with PROTO and a version; older protocols are not accepted."""
-    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
-
-
-def _decompressed_head(head: bytes) -> bytes:
-    """The first bytes of a joblib-compressed stream (zlib, gzip, bz2, xz, lzma), else b''."""
-    if head[:1] == b"\x78" or head[:2] == b"\x1f\x8b":
-        decompressor: Any = zlib.decompressobj(wbits=47)  # 32+15: zlib or gzip header
-    elif head[:3] == b"BZh":
-        decompressor = bz2.BZ2Decompressor()
-    elif head[:6] == b"\xfd7zXZ\x00" or head[:3] == b"]\x00\x00":
-        decompressor = lzma.LZMADecompressor()
-    else:
-        return b""
-    try:
-        return decompressor.decompress(head, 16)
-    except (zlib.error, OSError, lzma.LZMAError, EOFError):
-        return b""
-
-
-def _zip_has(path: Path, member: str) -> bool:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return member in zf.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return False
-
-
 def _check_zip_size(path: Path, limits: _Limits) -> None:
     # zipfile stops reading a member at its declared size, so the declared sizes bound memory.
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
     except (zipfile.BadZipFile, OSError) as exc:
-        raise errors.InvalidInput(f"{path.name} is not a valid zip file: {exc}", field="artifact") from exc
+        raise errors.InvalidInput(
+            f"{path.name} is not a valid zip file: {exc}", field="artifact") from exc
     if len(infos) > limits.max_members:
-        raise errors.PayloadTooLarge(f"{path.name} has more than {limits.max_members} members", field="artifact")
+        raise errors.PayloadTooLarge(
+            f"{path.name} has more than {limits.max_members} members", field="artifact")
     if sum(info.file_size for info in infos) > limits.max_bytes:
-        raise errors.PayloadTooLarge(f"{path.name} unpacks to more than {limits.max_bytes} bytes", field="artifact")
+        raise errors.PayloadTooLarge(
+            f"{path.name} unpacks to more than {limits.max_bytes} bytes", field="artifact")
 
 
-def _inspect_file(path: Path, found: ArtifactFormat, *, trusted: bool, limits: _Limits) -> Inspection:
+def _inspect_file(path: Path, found: ArtifactFormat, *, trusted: bool,
+                  limits: _Limits) -> Inspection:
     if found is ArtifactFormat.PICKLE:
         if not trusted:
             raise errors.PolicyViolation(
                 f"{path.name} is a pickle, which executes code when it is loaded: register the "
                 "version as trusted (an approver must confirm it) or save the model with skops "
                 "or ONNX instead")
-        return Inspection(Flavor.SKLEARN, ArtifactFormat.PICKLE, None, None, (), (), "unknown", None)
+        return Inspection(
+            Flavor.SKLEARN, ArtifactFormat.PICKLE, None, None, (), (), "unknown", None)
     if found is ArtifactFormat.SKOPS:
-        estimator = load_skops(path, max_unpacked_bytes=limits.max_bytes, max_members=limits.max_members)
+        estimator = load_skops(
+            path, max_unpacked_bytes=limits.max_bytes, max_members=limits.max_members)
         return _sklearn_inspection(path, estimator)
-    return _onnx_inspection(path, _parse_onnx(path, required=True))
+    return _onnx_inspection(onnx_graph.read(path, onnx_graph.parse(path, required=True)))
 
 
 def _sklearn_inspection(path: Path, estimator: Any) -> Inspection:
     if not hasattr(estimator, "predict"):
         raise errors.InvalidInput(
-            f"{path.name} holds a {type(estimator).__name__}, not a fitted estimator with predict()", field="artifact")
+            f"{path.name} holds a {type(estimator).__name__}, not a fitted estimator with "
+            "predict()", field="artifact")
     final = estimator[-1] if isinstance(estimator, sk_pipeline.Pipeline) else estimator
     names = getattr(estimator, "feature_names_in_", None)
-    feature_names = tuple(str(name) for name in names) if names is not None else None
-    n_features = getattr(estimator, "n_features_in_", None)
-    n_features = int(n_features) if n_features is not None else None
+    count = getattr(estimator, "n_features_in_", None)
+    inspection = Inspection(
+        flavor=Flavor.SKLEARN, artifact_format=ArtifactFormat.SKOPS,
+        feature_names=tuple(str(name) for name in names) if names is not None else None,
+        n_features=int(count) if count is not None else None,
+        inputs=(), outputs=(), task="unknown", classes=None,
+    )
     classes = getattr(final, "classes_", None)
     if sk_base.is_classifier(final) and isinstance(classes, np.ndarray) and classes.ndim == 1:
         outputs = [TensorSpec("label", _numpy_datatype(classes.dtype), (-1,))]
         if hasattr(estimator, "predict_proba"):
             outputs.append(TensorSpec("probabilities", "FP64", (-1, len(classes))))
-        return Inspection(Flavor.SKLEARN, ArtifactFormat.SKOPS, feature_names, n_features, (),
-                          tuple(outputs), "classification", tuple(classes.tolist()))
+        return dataclasses.replace(inspection, outputs=tuple(outputs), task="classification",
+                                   classes=tuple(classes.tolist()))
+    if sk_base.is_classifier(final):  # multi-output: no single label tensor to declare
+        return dataclasses.replace(inspection, task="classification")
     if sk_base.is_regressor(final):
         n_outputs = int(getattr(final, "n_outputs_", 1))
         shape = (-1,) if n_outputs == 1 else (-1, n_outputs)
-        return Inspection(Flavor.SKLEARN, ArtifactFormat.SKOPS, feature_names, n_features, (),
-                          (TensorSpec("prediction", "FP64", shape),), "regression", None)
-    task: Task = "classification" if sk_base.is_classifier(final) else "unknown"
-    return Inspection(Flavor.SKLEARN, ArtifactFormat.SKOPS, feature_names, n_features, (), (), task, None)
+        prediction = TensorSpec("prediction", "FP64", shape)
+        return dataclasses.replace(inspection, outputs=(prediction,), task="regression")
+    return inspection
 
 
 def _numpy_datatype(dtype: np.dtype) -> str:
@@ -246,107 +211,47 @@ def _numpy_datatype(dtype: np.dtype) -> str:
     return profiling.oip_datatype(pa.from_numpy_dtype(dtype))
 
 
-def _parse_onnx(path: Path, *, required: bool) -> Any:
-    """The parsed ModelProto, or None if the bytes are not an ONNX model (and not ``required``)."""
-    if not required and importlib.util.find_spec("onnx") is None:
-        return None
-    onnx = errors.require_module("onnx", extra="onnx", feature="ONNX models")
-    try:
-        # External data could name any file on the server: never follow it.
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        if required:
-            raise errors.InvalidInput(f"{path.name} is not an ONNX model: {exc}", field="artifact") from exc
-        return None
-    if not model.HasField("graph") or not model.graph.output:
-        if required:
-            raise errors.InvalidInput(f"{path.name} is not an ONNX model: it has no graph", field="artifact")
-        return None
-    return model
-
-
-def _onnx_inspection(path: Path, model: Any) -> Inspection:
-    import onnx  # present: _parse_onnx required it
-
-    graph = model.graph
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.initializer):
-        raise errors.InvalidInput(f"{path.name} keeps weights in external data files: save it as one file",
-                                  field="artifact")
-    try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        raise errors.InvalidInput(f"{path.name} is not a valid ONNX model: {exc}", field="artifact") from exc
-    initializers = {t.name for t in graph.initializer}
-    inputs = tuple(_onnx_spec(v, "input") for v in graph.input if v.name not in initializers)
-    outputs = tuple(_onnx_spec(v, "output") for v in graph.output)
-    feature_names = tuple(spec.name for spec in inputs) if len(inputs) > 1 else None
-    n_features = len(inputs) if len(inputs) > 1 else None
-    if len(inputs) == 1 and len(inputs[0].shape) == 2 and inputs[0].shape[1] > 0:
-        n_features = inputs[0].shape[1]
-    task, classes = _onnx_task(graph)
-    return Inspection(Flavor.ONNX, ArtifactFormat.ONNX, feature_names, n_features, inputs, outputs, task, classes)
-
-
-def _onnx_spec(value: Any, role: str) -> TensorSpec:
-    import onnx
-
-    kind = value.type.WhichOneof("value")
-    if kind != "tensor_type":
-        raise errors.InvalidInput(
-            f"ONNX {role} {value.name!r} is a {kind}, which the Open Inference Protocol cannot carry; "
-            "for skl2onnx classifiers convert with options={id(model): {'zipmap': False}}", field="artifact")
-    tensor = value.type.tensor_type
-    elem = onnx.TensorProto.DataType.Name(tensor.elem_type)
-    if elem not in _ONNX_DATATYPES:
-        raise errors.InvalidInput(f"ONNX {role} {value.name!r} has element type {elem}, which is not supported",
-                                  field="artifact")
-    dims = tensor.shape.dim if tensor.HasField("shape") else ()
-    shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in dims)
-    return TensorSpec(value.name, _ONNX_DATATYPES[elem], shape or (-1,))
-
-
-def _onnx_task(graph: Any) -> tuple[Task, tuple[Any, ...] | None]:
-    """Classifier/regressor operators of the ai.onnx.ml domain say what the model predicts."""
-    import onnx
-
-    for node in graph.node:
-        if node.domain != "ai.onnx.ml":
-            continue
-        if node.op_type.endswith("Classifier"):
-            attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            labels = attributes.get("classlabels_strings") or attributes.get("classlabels_ints") \
-                or attributes.get("classlabels_int64s")
-            classes = tuple(v.decode() if isinstance(v, bytes) else int(v) for v in labels) if labels else None
-            return "classification", classes
-        if node.op_type.endswith("Regressor"):
-            return "regression", None
-    return "unknown", None
+def _onnx_inspection(graph: onnx_graph.Graph) -> Inspection:
+    inputs = graph.inputs
+    if len(inputs) > 1:  # one input per feature, as skl2onnx makes for DataFrames
+        feature_names: tuple[str, ...] | None = tuple(spec.name for spec in inputs)
+        n_features: int | None = len(inputs)
+    else:
+        feature_names = None
+        matrix = len(inputs) == 1 and len(inputs[0].shape) == 2 and inputs[0].shape[1] > 0
+        n_features = inputs[0].shape[1] if matrix else None
+    return Inspection(Flavor.ONNX, ArtifactFormat.ONNX, feature_names, n_features, inputs,
+                      graph.outputs, graph.task, graph.classes)
 
 
 def _inspect_mlflow(path: Path, *, trusted: bool, limits: _Limits) -> Inspection:
     with tempfile.TemporaryDirectory(prefix="threadline-mlflow-") as tmp:
         root = Path(tmp) / "model"
-        archive.extract(path, root, max_bytes=limits.max_bytes, max_members=limits.max_members)
+        archive.extract(path, root, max_bytes=limits.max_bytes,
+                        max_members=limits.max_members)
         flavors = _mlmodel_flavors(path, root)
         if "sklearn" in flavors:
-            section = flavors["sklearn"]
+            section = _section(path, flavors, "sklearn")
             fmt = section.get("serialization_format", "cloudpickle")
             if fmt not in ("skops", "pickle", "cloudpickle"):
                 raise errors.InvalidInput(
-                    f"{path.name}: MLmodel flavors.sklearn.serialization_format {fmt!r} is not one of "
-                    "skops, pickle, cloudpickle", field="artifact")
+                    f"{path.name}: MLmodel flavors.sklearn.serialization_format {fmt!r} is not "
+                    "one of skops, pickle, cloudpickle", field="artifact")
             expected = ArtifactFormat.SKOPS if fmt == "skops" else ArtifactFormat.PICKLE
             model_file = _member(path, root, section, "sklearn", "pickled_model")
         elif "onnx" in flavors:
-            expected, model_file = ArtifactFormat.ONNX, _member(path, root, flavors["onnx"], "onnx", "data")
+            expected = ArtifactFormat.ONNX
+            model_file = _member(path, root, _section(path, flavors, "onnx"), "onnx", "data")
         else:
             raise errors.InvalidInput(
-                f"{path.name}: MLmodel has no sklearn or onnx flavor (found: {', '.join(map(str, flavors))})",
-                field="artifact")
-        found = _sniff(model_file, onnx_required=expected is ArtifactFormat.ONNX)
+                f"{path.name}: MLmodel has no sklearn or onnx flavor "
+                f"(found: {', '.join(map(str, flavors))})", field="artifact")
+        found = detect.detect_format(
+            model_file, onnx_required=expected is ArtifactFormat.ONNX)
         if found is not expected:
             raise errors.InvalidInput(
-                f"{path.name}: {model_file.name} is not {_FORMAT_TEXT[expected]} as MLmodel declares", field="artifact")
+                f"{path.name}: {model_file.name} is not {_FORMAT_TEXT[expected]} as MLmodel "
+                "declares", field="artifact")
         inner = _inspect_file(model_file, found, trusted=trusted, limits=limits)
     outer = ArtifactFormat.PICKLE if found is ArtifactFormat.PICKLE else ArtifactFormat.MLFLOW_DIR
     return dataclasses.replace(inner, flavor=Flavor.MLFLOW, artifact_format=outer)
@@ -355,15 +260,26 @@ def _inspect_mlflow(path: Path, *, trusted: bool, limits: _Limits) -> Inspection
 def _mlmodel_flavors(path: Path, root: Path) -> dict[str, Any]:
     mlmodel = root / "MLmodel"
     if not mlmodel.is_file():
-        raise errors.InvalidInput(f"{path.name} has no MLmodel file at its top level", field="artifact")
+        raise errors.InvalidInput(
+            f"{path.name} has no MLmodel file at its top level", field="artifact")
     try:
         spec = yaml.safe_load(mlmodel.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise errors.InvalidInput(f"{path.name}: MLmodel is not valid YAML: {exc}", field="artifact") from exc
+        raise errors.InvalidInput(
+            f"{path.name}: MLmodel is not valid YAML: {exc}", field="artifact") from exc
     flavors = spec.get("flavors") if isinstance(spec, dict) else None
-    if not isinstance(flavors, dict) or not all(isinstance(v, dict) for v in flavors.values()):
-        raise errors.InvalidInput(f"{path.name}: MLmodel has no 'flavors' mapping", field="artifact")
+    if not isinstance(flavors, dict):
+        raise errors.InvalidInput(
+            f"{path.name}: MLmodel has no 'flavors' mapping", field="artifact")
     return flavors
+
+
+def _section(path: Path, flavors: dict[str, Any], flavor: str) -> dict[str, Any]:
+    section = flavors[flavor]
+    if not isinstance(section, dict):
+        raise errors.InvalidInput(
+            f"{path.name}: MLmodel flavors.{flavor} is not a mapping", field="artifact")
+    return section
 
 
 def _member(path: Path, root: Path, section: dict[str, Any], flavor: str, key: str) -> Path:
@@ -371,6 +287,6 @@ def _member(path: Path, root: Path, section: dict[str, Any], flavor: str, key: s
     candidate = (root / rel).resolve() if isinstance(rel, str) and rel else None
     if candidate is None or not candidate.is_relative_to(root.resolve()) or not candidate.is_file():
         raise errors.InvalidInput(
-            f"{path.name}: MLmodel flavors.{flavor}.{key} ({rel!r}) must name a file inside the archive",
-            field="artifact")
+            f"{path.name}: MLmodel flavors.{flavor}.{key} ({rel!r}) must name a file inside "
+            "the archive", field="artifact")
     return candidate

@@ -79,7 +79,8 @@ def load_table(data: object, *, field: str = "training_data") -> pa.Table:
         try:
             return pa.Table.from_pandas(data, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            raise errors.InvalidInput(f"cannot convert the DataFrame to Arrow: {exc}", field=field) from exc
+            raise errors.InvalidInput(
+                f"cannot convert the DataFrame to Arrow: {exc}", field=field) from exc
     path = _data_path(data, field=field)
     try:
         return _READERS[path.suffix.lower()](path)
@@ -119,7 +120,8 @@ def compute_profile(
     """Profile every column not in ``exclude``; return (profile, uniform row sample)."""
     _check_parameters(bins=bins, top_k=top_k, sample_size=sample_size)
     if table.num_rows == 0:
-        raise errors.InvalidInput("the table has no rows: cannot profile empty training data", field="training_data")
+        raise errors.InvalidInput(
+            "the table has no rows: cannot profile empty training data", field="training_data")
     names = _profiled_columns(table, exclude)
     columns: dict[str, Any] = {}
     for name in names:
@@ -143,8 +145,8 @@ def _data_path(data: object, *, field: str) -> Path:
     path = Path(data)
     if path.suffix.lower() not in _READERS:
         raise errors.InvalidInput(
-            f"{path.name}: unsupported file type {path.suffix or '(none)'!r}; use .parquet or .csv", field=field
-        )
+            f"{path.name}: unsupported file type {path.suffix or '(none)'!r}; "
+            "use .parquet or .csv", field=field)
     if not path.is_file():
         raise errors.InvalidInput(f"{path}: no such file", field=field)
     return path
@@ -163,7 +165,8 @@ def _profiled_columns(table: pa.Table, exclude: Iterable[str]) -> list[str]:
     names = table.column_names
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise errors.InvalidInput(f"duplicate column names: {', '.join(duplicates)}", field="training_data")
+        raise errors.InvalidInput(
+            f"duplicate column names: {', '.join(duplicates)}", field="training_data")
     excluded = set(exclude)
     unknown = sorted(excluded.difference(names))
     if unknown:
@@ -173,7 +176,8 @@ def _profiled_columns(table: pa.Table, exclude: Iterable[str]) -> list[str]:
         )
     kept = [name for name in names if name not in excluded]
     if not kept:
-        raise errors.InvalidInput("every column is excluded: nothing left to profile", field="exclude")
+        raise errors.InvalidInput(
+            "every column is excluded: nothing left to profile", field="exclude")
     return kept
 
 
@@ -196,7 +200,7 @@ def _numeric_profile(column: pa.ChunkedArray, datatype: str, bins: int) -> dict[
     index = np.clip(np.searchsorted(edges, finite, side="right") - 1, 0, edges.size - 2)
     profile.update(
         mean=float(finite.mean()), std=float(finite.std()),
-        min=float(edges[0]), max=float(edges[-1]), bin_edges=edges.tolist(),
+        min=float(finite.min()), max=float(finite.max()), bin_edges=edges.tolist(),
         bin_counts=np.bincount(index, minlength=edges.size - 1).tolist(),
     )
     return profile
@@ -212,11 +216,13 @@ def _categorical_profile(column: pa.ChunkedArray, datatype: str, top_k: int) -> 
         .sort_by([("count", "descending"), ("value", "ascending")])
     )
     top = ranked.slice(0, top_k)
-    frequencies = dict(zip(map(_category_key, top.column("value").to_pylist()), top.column("count").to_pylist()))
+    keys = map(_category_key, top.column("value").to_pylist())
+    frequencies = dict(zip(keys, top.column("count").to_pylist()))
     present = len(column) - column.null_count
     return {
         "kind": "categorical", "datatype": datatype, "count": present, "nulls": column.null_count,
-        "distinct": ranked.num_rows, "frequencies": frequencies, "other": present - sum(frequencies.values()),
+        "distinct": ranked.num_rows, "frequencies": frequencies,
+        "other": present - sum(frequencies.values()),
     }
 
 

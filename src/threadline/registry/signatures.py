@@ -75,7 +75,8 @@ def _require_same_columns(expected: Sequence[str], actual: Sequence[str]) -> Non
             f"(if they are not features, e.g. the label, pass exclude={unexpected!r})"
         )
     raise errors.InvalidInput(
-        "the training data does not match the model's features: " + "; ".join(parts), field="training_data"
+        "the training data does not match the model's features: " + "; ".join(parts),
+        field="training_data",
     )
 
 
@@ -83,11 +84,11 @@ def _model_inputs(inspection: flavors.Inspection) -> tuple[models.TensorSpec, ..
     if inspection.inputs:
         return inspection.inputs
     if inspection.feature_names is not None:
-        return tuple(models.TensorSpec(name=name, datatype="FP64", shape=(-1,)) for name in inspection.feature_names)
+        return tuple(models.TensorSpec(name, "FP64", (-1,)) for name in inspection.feature_names)
     if inspection.n_features is not None:
-        return (models.TensorSpec(name="input-0", datatype="FP64", shape=(-1, inspection.n_features)),)
+        return (models.TensorSpec("input-0", "FP64", (-1, inspection.n_features)),)
     raise errors.InvalidInput(
-        f"the {inspection.artifact_format.value} artifact does not say which inputs the model takes: "
-        "pass training_data so the signature can be derived from its columns",
+        f"the {inspection.artifact_format.value} artifact does not say which inputs the model "
+        "takes: pass training_data so the signature can be derived from its columns",
         field="training_data",
     )

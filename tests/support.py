@@ -1,0 +1,89 @@
+"""Test helpers importable from any test module: a real control plane subprocess."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ControlPlane:
+    """A real ``threadline up`` subprocess with its own home, database and port."""
+
+    home: Path
+    database_url: str
+    port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def token(self) -> str:
+        return (self.home / "admin.token").read_text().strip()
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "THREADLINE_HOME": str(self.home), "THREADLINE_DATABASE_URL": self.database_url,
+                "THREADLINE_URL": self.url, **self.extra_env}
+
+    def cli_env(self) -> dict[str, str]:
+        return {**self.env(), "THREADLINE_TOKEN": self.token}
+
+    def start(self) -> "ControlPlane":
+        log = (self.home.parent / f"server-{self.port}.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "threadline", "up", "--port", str(self.port)],
+            env=self.env(), stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"control plane exited early: {self.log()}")
+            try:
+                if (self.home / "admin.token").exists() and httpx.get(self.url + "/api/v1/models", timeout=1,
+                                                                       headers=self.auth()).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"control plane did not become ready: {self.log()}")
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def log(self) -> str:
+        path = self.home.parent / f"server-{self.port}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def stop(self, sig: int | None = None) -> None:
+        if self.process and self.process.poll() is None:
+            if sig is None:
+                self.process.terminate()
+            else:
+                self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "threadline", *args], env=self.cli_env(),
+                                capture_output=True, text=True, timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"threadline {' '.join(args)} failed: {result.stdout}\n{result.stderr}")
+        return result
