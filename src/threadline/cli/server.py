@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import typer
 
@@ -17,12 +18,15 @@ def up(host: str = typer.Option(None, help="Interface to bind (default 127.0.0.1
 
     from threadline import bootstrap
     from threadline.api.app import create_app
+    from threadline.registry import flavors
     from threadline.settings import Settings
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)
     services = bootstrap.build(settings)
     token_path = bootstrap.write_admin_token(services)
+    # Warm the model loaders (seconds of imports) while the server already answers.
+    threading.Thread(target=flavors.preload, name="preload", daemon=True).start()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     url = f"http://{settings.host}:{settings.port}"
     console.print(f"Threadline control plane on [bold]{url}[/bold]  (OpenAPI: {url}/api/v1/openapi.json)")

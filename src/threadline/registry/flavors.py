@@ -22,10 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-import skops.io
 import yaml
-from sklearn import base as sk_base
-from sklearn import pipeline as sk_pipeline
 
 from threadline.artifacts import archive
 from threadline.domain import errors
@@ -113,6 +110,8 @@ def inspect_artifact(path: Path, declared: Flavor | None, *, trusted: bool,
 def load_skops(path: Path, *, max_unpacked_bytes: int = MAX_UNPACKED_BYTES,
                max_members: int = MAX_MEMBERS) -> Any:
     """Load a skops file, trusting only allowlisted types; PolicyViolation names the others."""
+    import skops.io  # imports every scikit-learn estimator (seconds): only when a model is read
+
     path = Path(path)
     _check_zip_size(path, _Limits(max_unpacked_bytes, max_members))
     try:
@@ -175,6 +174,9 @@ def _inspect_file(path: Path, found: ArtifactFormat, *, trusted: bool,
 
 
 def _sklearn_inspection(path: Path, estimator: Any) -> Inspection:
+    from sklearn import base as sk_base  # scikit-learn takes seconds to import: only when needed
+    from sklearn import pipeline as sk_pipeline
+
     if not hasattr(estimator, "predict"):
         raise errors.InvalidInput(
             f"{path.name} holds a {type(estimator).__name__}, not a fitted estimator with "
@@ -290,3 +292,8 @@ def _member(path: Path, root: Path, section: dict[str, Any], flavor: str, key: s
             f"{path.name}: MLmodel flavors.{flavor}.{key} ({rel!r}) must name a file inside "
             "the archive", field="artifact")
     return candidate
+
+
+def preload() -> None:
+    """Import the slow loaders ahead of the first registration (run in a background thread)."""
+    import skops.io  # noqa: F401
