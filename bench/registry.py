@@ -302,6 +302,10 @@ def mlflow_env() -> dict[str, str]:
     env.update(
         MLFLOW_DISABLE_TELEMETRY="true",  # no phoning home: loopback traffic only
         DO_NOT_TRACK="true",
+        # The GenAI job runner (7 huey consumer processes + a store in /dev/shm that is not
+        # removed when the server is killed) is not used by a registry workload; off, it
+        # leaves MLflow more of the 2 cores and nothing behind.
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
         GIT_PYTHON_REFRESH="quiet",
         PYTHONUNBUFFERED="1",
     )

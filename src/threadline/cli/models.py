@@ -67,7 +67,7 @@ def list_models(query: Optional[str] = typer.Option(None, help="Substring of nam
         emit_json(items)
         return
     table("Models", ("name", "owner", "risk", "created", "description"),
-          ((m["name"], m["owner"], m["risk_tier"], m["created_at"][:19], m["description"][:60]) for m in items))
+          ((m["name"], m["owner"], m["risk_tier"], _when(m["created_at"]), m["description"][:60]) for m in items))
 
 
 @app.command()
@@ -84,11 +84,12 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."
         emit_json({**model, "versions": versions} if model else versions[0])
         return
     if model:
+        aliases = ", ".join(f"{a}={n}" for a, n in model["aliases"].items()) or "-"
         console.print(f"[bold]{model['name']}[/bold]  owner {model['owner']}  risk {model['risk_tier']}  "
-                      f"aliases {model['aliases'] or '-'}")
+                      f"aliases {aliases}")
         table("Versions", ("version", "status", "flavor", "digest", "created by", "created"),
               ((v["version"], v["status"], v["flavor"], v["artifact_digest"][7:19], v["created_by"],
-                v["created_at"][:19]) for v in versions))
+                _when(v["created_at"])) for v in versions))
         return
     _show_version(versions[0])
 
@@ -126,6 +127,11 @@ def alias(name: str = typer.Argument(..., help="Model name."),
     else:
         was = f" (was {result['previous']})" if result["previous"] else ""
         console.print(f"{name}@{alias_name} -> version {version}{was}")
+
+
+def _when(timestamp: str) -> str:
+    """``2026-11-28T11:43:23.1+00:00`` -> ``2026-11-28 11:43``: enough to tell versions apart."""
+    return timestamp[:16].replace("T", " ")
 
 
 def _metrics(items: list[str]) -> dict[str, float]:

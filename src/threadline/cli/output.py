@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-errors_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+errors_console = Console(stderr=True, soft_wrap=True)
 
 
 def emit_json(data: Any) -> None:
