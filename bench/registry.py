@@ -39,7 +39,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 
-import _workload as w  # noqa: E402
+import _workload as w
 
 VENV_DIR = BENCH_DIR / ".venv-mlflow"
 VENV_MARKER = VENV_DIR / ".bench-requirements"
@@ -69,7 +69,7 @@ class Server:
         self.name = name
         self.log = log
         self._stopped = False
-        self._log_file = open(log, "wb")
+        self._log_file = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             cmd,
             env=env,
@@ -203,9 +203,10 @@ def run_threadline(args, tmp: Path, features, labels, model, accuracy, status) -
         server.check_alive()
         if token is None and token_file.exists():
             token = token_file.read_text().strip() or None
-        if token and http_status(
-            f"{url}/api/v1/models", {"Authorization": f"Bearer {token}"}
-        ) == 200:
+        if (
+            token
+            and http_status(f"{url}/api/v1/models", {"Authorization": f"Bearer {token}"}) == 200
+        ):
             break
         if time.monotonic() > deadline:
             raise BenchError(
@@ -218,6 +219,14 @@ def run_threadline(args, tmp: Path, features, labels, model, accuracy, status) -
 
     client = Client(url, token)
     try:
+        status("Threadline: warm-up registration (untimed)")
+        client.register_model(
+            model,
+            name=w.WARMUP_MODEL_NAME,
+            training_data=features,
+            risk="minimal",
+            metrics={"accuracy": accuracy},
+        )
         register_ms: list[float] = []
         version = None
         for i in range(args.registrations):
@@ -238,7 +247,9 @@ def run_threadline(args, tmp: Path, features, labels, model, accuracy, status) -
         client.set_alias(w.MODEL_NAME, w.ALIAS, version)
         got = client.get_version(w.MODEL_NAME, w.ALIAS)  # untimed check, as on the MLflow side
         if str(got.get("version")) != str(version):
-            raise BenchError(f"alias {w.ALIAS} resolved to {got.get('version')}, expected {version}")
+            raise BenchError(
+                f"alias {w.ALIAS} resolved to {got.get('version')}, expected {version}"
+            )
 
         status(f"Threadline: {args.reads} alias reads")
         read_ms: list[float] = []
@@ -286,6 +297,7 @@ def ensure_mlflow_venv(status) -> Path:
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise BenchError(f"pip install into {VENV_DIR} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -325,11 +337,16 @@ def run_mlflow(args, tmp: Path, status) -> dict:
         [
             str(VENV_DIR / "bin" / "mlflow"),
             "server",
-            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-            "--default-artifact-root", str(artifacts),
-            "--host", LOOPBACK,
-            "--port", str(port),
-            "--workers", str(args.mlflow_workers),
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--default-artifact-root",
+            str(artifacts),
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--workers",
+            str(args.mlflow_workers),
         ],
         env,
         cwd=root,
@@ -342,7 +359,9 @@ def run_mlflow(args, tmp: Path, status) -> dict:
     while http_status(f"{url}/health") != 200:
         server.check_alive()
         if time.monotonic() > deadline:
-            raise BenchError(f"MLflow did not answer within {args.startup_timeout}s\n{tail(server.log)}")
+            raise BenchError(
+                f"MLflow did not answer within {args.startup_timeout}s\n{tail(server.log)}"
+            )
         time.sleep(0.3)
 
     status(
@@ -353,10 +372,14 @@ def run_mlflow(args, tmp: Path, status) -> dict:
     with open(driver_log, "wb") as err:
         driver = subprocess.Popen(
             [
-                str(python), str(DRIVER),
-                "--url", url,
-                "--registrations", str(args.registrations),
-                "--reads", str(args.reads),
+                str(python),
+                str(DRIVER),
+                "--url",
+                url,
+                "--registrations",
+                str(args.registrations),
+                "--reads",
+                str(args.reads),
             ],
             env=env,
             cwd=root,
@@ -376,7 +399,7 @@ def run_mlflow(args, tmp: Path, status) -> dict:
         raise BenchError(f"MLflow driver failed (exit {driver.returncode})\n{tail(driver_log)}")
     for line in reversed(out.decode(errors="replace").splitlines()):
         if line.startswith(w.RESULT_PREFIX):
-            return json.loads(line[len(w.RESULT_PREFIX):])
+            return json.loads(line[len(w.RESULT_PREFIX) :])
     raise BenchError(f"MLflow driver printed no result line\n{tail(driver_log)}")
 
 
@@ -419,7 +442,11 @@ def render(console, tl: dict | None, ml: dict | None, meta: dict) -> None:
         caption=(
             "× = how many times better Threadline is\n(ops/s: Threadline ÷ MLflow; "
             "latency: MLflow ÷ Threadline); the p99 target is Threadline's own"
-            + ("\nMLflow skipped: its column and × use the reference figures (MLflow 3.17)" if ml_ref else "")
+            + (
+                "\nMLflow skipped: its column and × use the reference figures (MLflow 3.17)"
+                if ml_ref
+                else ""
+            )
         ),
     )
     table.add_column("metric")
@@ -429,7 +456,7 @@ def render(console, tl: dict | None, ml: dict | None, meta: dict) -> None:
     table.add_column("target", justify="right")
     table.add_column("", justify="left")
 
-    g = (lambda d, k: None if d is None else d.get(k))
+    g = lambda d, k: None if d is None else d.get(k)
     rows = [
         ("registrations/s", "register_ops", True, TARGET_REGISTER_SPEEDUP, "≥ 5×"),
         ("register p50 ms", "register_p50_ms", False, None, ""),
@@ -447,7 +474,9 @@ def render(console, tl: dict | None, ml: dict | None, meta: dict) -> None:
         if key == "read_p99_ms" and tv is not None:
             ok = tv < TARGET_READ_P99_MS
         fmt = "{:,.1f}" if key.endswith("ops") else "{:,.2f}"
-        table.add_row(label, num(tv, fmt), num(mv, fmt), num(x, "{:,.1f}×"), target_text, verdict(ok))
+        table.add_row(
+            label, num(tv, fmt), num(mv, fmt), num(x, "{:,.1f}×"), target_text, verdict(ok)
+        )
     console.print(table)
     console.print(
         " ".join(f"{k}={v}" for k, v in meta.items() if k not in ("registrations", "reads")),
@@ -469,7 +498,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-mlflow", action="store_true", help="run Threadline only")
     parser.add_argument("--skip-threadline", action="store_true", help="run MLflow only")
     parser.add_argument(
-        "--mlflow-workers", type=int, default=1,
+        "--mlflow-workers",
+        type=int,
+        default=1,
         help="`mlflow server --workers` (default 1, like Threadline's single server process)",
     )
     parser.add_argument("--startup-timeout", type=float, default=120.0, metavar="SECONDS")
@@ -523,8 +554,8 @@ def main(argv: list[str] | None = None) -> int:
         for stop in reversed(args.cleanup):
             try:
                 stop()
-            except Exception:  # noqa: BLE001 - cleanup must go on
-                pass
+            except Exception as e:  # noqa: BLE001 - cleanup must go on
+                console.print(f"[yellow]cleanup step failed:[/] {e!r}")
         if args.keep_tmp:
             console.print(f"temp dir kept: {tmp}", style="dim")
         else:

@@ -10,18 +10,23 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from threadline.identity.service import Identity, Principal
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer tl_...`")
 
 
-def authenticated(request: Request,
-                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+async def authenticated(request: Request,
+                        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
     identity: Identity = request.app.state.services.identity
+    secret = credentials.credentials if credentials else None
+    principal = identity.cached(secret)
+    if principal is not None:
+        return principal
     client = request.client.host if request.client else "-"
     context = {"method": request.method, "path": request.url.path, "client": client}
-    return identity.authenticate(credentials.credentials if credentials else None, context=context)
+    return await run_in_threadpool(identity.authenticate, secret, context=context)
 
 
 Caller = Annotated[Principal, Depends(authenticated)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -76,9 +75,9 @@ def version_json(version: models.ModelVersion, aliases: list[str] | None = None)
         "model": version.model, "version": version.version,
         "artifact_digest": "sha256:" + version.artifact_digest, "artifact_size": version.artifact_size,
         "flavor": version.flavor.value, "artifact_format": version.artifact_format.value,
-        "trusted": version.trusted, "signature": dataclasses.asdict(version.signature),
+        "trusted": version.trusted, "signature": models.signature_to_json(version.signature),
         "profile": version.profile, "metrics": dict(version.metrics), "card": dict(version.card),
-        "lineage": dataclasses.asdict(version.lineage), "status": version.status,
+        "lineage": models.lineage_to_json(version.lineage), "status": version.status,
         "description": version.description, "created_by": version.created_by,
         "created_at": version.created_at,
     }

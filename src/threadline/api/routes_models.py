@@ -14,6 +14,9 @@ from threadline.registry.requests import NewModel, NewVersion
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 
+# Reads are short indexed queries and run on the event loop: a hop to the thread pool costs
+# more than the query. Writes may wait for the writer lock, so they run in the pool (plain def).
+
 
 def _services(request: Request) -> Services:
     services: Services = request.app.state.services
@@ -21,7 +24,7 @@ def _services(request: Request) -> Services:
 
 
 @router.get("")
-def list_models(request: Request, caller: Caller, query: str | None = Query(None, max_length=200),
+async def list_models(request: Request, caller: Caller, query: str | None = Query(None, max_length=200),
                 owner: str | None = Query(None, max_length=63), limit: int = 50,
                 cursor: str | None = Query(None, max_length=63)) -> JSON:
     page = _services(request).registry.list_models(query=query, owner=owner, limit=limit, cursor=cursor)
@@ -36,7 +39,7 @@ def create_model(request: Request, caller: Caller, body: dto.ModelIn) -> JSON:
 
 
 @router.get("/{name}")
-def get_model(request: Request, caller: Caller, name: str) -> JSON:
+async def get_model(request: Request, caller: Caller, name: str) -> JSON:
     registry = _services(request).registry
     data = dto.model_json(registry.get_model(name))
     data["aliases"] = registry.aliases(name)
@@ -44,7 +47,7 @@ def get_model(request: Request, caller: Caller, name: str) -> JSON:
 
 
 @router.get("/{name}/versions")
-def list_versions(request: Request, caller: Caller, name: str, limit: int = 50,
+async def list_versions(request: Request, caller: Caller, name: str, limit: int = 50,
                   cursor: Annotated[int | None, Query(ge=0)] = None) -> JSON:
     page = _services(request).registry.list_versions(name, limit=limit, cursor=cursor)
     return JSON(dto.page_json(page, dto.version_json))
@@ -61,13 +64,13 @@ def register_version(request: Request, caller: Caller, name: str, body: dto.Vers
 
 
 @router.get("/{name}/versions/{ref}")
-def get_version(request: Request, caller: Caller, name: str, ref: str) -> JSON:
+async def get_version(request: Request, caller: Caller, name: str, ref: str) -> JSON:
     """``ref`` is a version number, an alias, or ``latest``."""
     return JSON(dto.version_json(_services(request).registry.get_version(name, ref)))
 
 
 @router.get("/{name}/aliases")
-def list_aliases(request: Request, caller: Caller, name: str) -> JSON:
+async def list_aliases(request: Request, caller: Caller, name: str) -> JSON:
     return JSON(_services(request).registry.aliases(name))
 
 

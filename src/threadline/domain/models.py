@@ -110,6 +110,47 @@ class ModelVersion:
     created_at: datetime
 
 
+# JSON forms of the nested values, shared by the database and the API: written out by hand
+# because dataclasses.asdict deep-copies every leaf, which dominated read latency.
+
+def signature_to_json(signature: Signature) -> dict[str, Any]:
+    return {
+        "inputs": [_spec_to_json(spec) for spec in signature.inputs],
+        "outputs": [_spec_to_json(spec) for spec in signature.outputs],
+    }
+
+
+def _spec_to_json(spec: TensorSpec) -> dict[str, Any]:
+    return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
+
+
+def signature_from_json(data: dict[str, Any]) -> Signature:
+    def specs(items: list[dict[str, Any]]) -> tuple[TensorSpec, ...]:
+        return tuple(TensorSpec(i["name"], i["datatype"], tuple(i["shape"])) for i in items)
+
+    return Signature(inputs=specs(data["inputs"]), outputs=specs(data["outputs"]))
+
+
+def lineage_to_json(lineage: Lineage) -> dict[str, Any]:
+    return {
+        "training_data": [{"uri": ref.uri, "digest": ref.digest} for ref in lineage.training_data],
+        "code_repo": lineage.code_repo,
+        "code_commit": lineage.code_commit,
+        "parent_version": lineage.parent_version,
+        "feature_pipeline": lineage.feature_pipeline,
+        "tags": dict(lineage.tags),
+    }
+
+
+def lineage_from_json(data: dict[str, Any]) -> Lineage:
+    return Lineage(
+        training_data=tuple(DataRef(d["uri"], d.get("digest")) for d in data["training_data"]),
+        code_repo=data.get("code_repo"), code_commit=data.get("code_commit"),
+        parent_version=data.get("parent_version"), feature_pipeline=data.get("feature_pipeline"),
+        tags=dict(data.get("tags") or {}),
+    )
+
+
 @dataclass(frozen=True)
 class User:
     id: int

@@ -6,6 +6,7 @@ audited with the reason and never with the presented token.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -14,6 +15,11 @@ from threadline.audit.log import AuditLog
 from threadline.domain import errors, models, names, tokens
 
 ADMIN_USER = "admin"
+# A verified token is trusted from memory for this long, so reads need no database round
+# trip for authentication. Revocation in this process takes effect at once (the entry is
+# dropped); other processes see it within this window.
+CACHE_SECONDS = 10.0
+_CACHE_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class Identity:
         self._store = store
         self._audit = audit
         self._clock = clock
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     def bootstrap_admin(self) -> IssuedToken | None:
         """Create the first admin and its token when no user exists yet; None otherwise."""
@@ -74,10 +81,24 @@ class Identity:
             "expires_at": None if expires_at is None else expires_at.isoformat()})
         return IssuedToken(token, secret)
 
+    def cached(self, secret: str | None) -> Principal | None:
+        """The caller behind a recently verified token, without touching the database."""
+        if not secret:
+            return None
+        hit = self._verified.get(tokens.digest(secret))
+        if hit is None or hit[1] < time.monotonic():
+            return None
+        principal = hit[0]
+        expires_at = principal.token.expires_at
+        return principal if expires_at is None or expires_at > self._clock.now() else None
+
     def authenticate(self, secret: str | None, *, context: dict[str, str]) -> Principal:
         """Return the caller behind ``secret`` or raise Unauthorized (and audit the attempt)."""
         reason = self._refusal(secret)
         if isinstance(reason, Principal):
+            if len(self._verified) >= _CACHE_LIMIT:
+                self._verified.clear()
+            self._verified[tokens.digest(secret or "")] = (reason, time.monotonic() + CACHE_SECONDS)
             return reason
         with self._store.writing() as tx:
             self._audit.record(tx, "anonymous", "auth.denied", context.get("path", "-"),

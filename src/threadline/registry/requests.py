@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from threadline.domain import errors, models, names
+from threadline.domain import errors, models
 
 MAX_METRICS = 200
 
@@ -34,22 +34,6 @@ class NewVersion:
     # Used only when the model does not exist yet: registering creates it.
     owner: str | None = None
     risk_tier: models.RiskTier | None = None
-
-
-def risk_tier(value: object, *, field: str = "risk") -> models.RiskTier:
-    try:
-        return models.RiskTier(value)
-    except ValueError:
-        valid = ", ".join(t.value for t in models.RiskTier)
-        raise errors.InvalidInput(f"unknown risk tier {value!r}: use one of {valid}", field=field) from None
-
-
-def flavor(value: object, *, field: str = "flavor") -> models.Flavor:
-    try:
-        return models.Flavor(value)
-    except ValueError:
-        valid = ", ".join(f.value for f in models.Flavor)
-        raise errors.InvalidInput(f"unknown flavor {value!r}: use one of {valid}", field=field) from None
 
 
 def metrics(values: Mapping[str, Any]) -> dict[str, float]:

@@ -27,51 +27,13 @@ def model(row: sa.Row[Any]) -> models.Model:
     )
 
 
-def signature_to_json(signature: models.Signature) -> dict[str, Any]:
-    return {
-        "inputs": [_spec_to_json(spec) for spec in signature.inputs],
-        "outputs": [_spec_to_json(spec) for spec in signature.outputs],
-    }
-
-
-def _spec_to_json(spec: models.TensorSpec) -> dict[str, Any]:
-    return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
-
-
-def signature_from_json(data: dict[str, Any]) -> models.Signature:
-    def specs(items: list[dict[str, Any]]) -> tuple[models.TensorSpec, ...]:
-        return tuple(models.TensorSpec(i["name"], i["datatype"], tuple(i["shape"])) for i in items)
-
-    return models.Signature(inputs=specs(data["inputs"]), outputs=specs(data["outputs"]))
-
-
-def lineage_to_json(lineage: models.Lineage) -> dict[str, Any]:
-    return {
-        "training_data": [{"uri": ref.uri, "digest": ref.digest} for ref in lineage.training_data],
-        "code_repo": lineage.code_repo,
-        "code_commit": lineage.code_commit,
-        "parent_version": lineage.parent_version,
-        "feature_pipeline": lineage.feature_pipeline,
-        "tags": dict(lineage.tags),
-    }
-
-
-def lineage_from_json(data: dict[str, Any]) -> models.Lineage:
-    return models.Lineage(
-        training_data=tuple(models.DataRef(d["uri"], d.get("digest")) for d in data["training_data"]),
-        code_repo=data.get("code_repo"), code_commit=data.get("code_commit"),
-        parent_version=data.get("parent_version"), feature_pipeline=data.get("feature_pipeline"),
-        tags=dict(data.get("tags") or {}),
-    )
-
-
 def version(row: sa.Row[Any], model_name: str) -> models.ModelVersion:
     return models.ModelVersion(
         model=model_name, version=row.version, artifact_digest=row.artifact_digest,
         artifact_size=row.artifact_size, flavor=models.Flavor(row.flavor),
         artifact_format=models.ArtifactFormat(row.artifact_format), trusted=bool(row.trusted),
-        signature=signature_from_json(row.signature), profile=row.profile, metrics=row.metrics,
-        card=row.card, lineage=lineage_from_json(row.lineage), status=row.status,
+        signature=models.signature_from_json(row.signature), profile=row.profile, metrics=row.metrics,
+        card=row.card, lineage=models.lineage_from_json(row.lineage), status=row.status,
         description=row.description, created_by=row.created_by, created_at=utc(row.created_at),
     )
 
@@ -81,8 +43,8 @@ def version_values(v: models.ModelVersion, model_id: int) -> dict[str, Any]:
         "model_id": model_id, "version": v.version, "artifact_digest": v.artifact_digest,
         "artifact_size": v.artifact_size, "flavor": v.flavor.value,
         "artifact_format": v.artifact_format.value, "trusted": v.trusted,
-        "signature": signature_to_json(v.signature), "profile": v.profile, "metrics": dict(v.metrics),
-        "card": dict(v.card), "lineage": lineage_to_json(v.lineage), "status": v.status,
+        "signature": models.signature_to_json(v.signature), "profile": v.profile, "metrics": dict(v.metrics),
+        "card": dict(v.card), "lineage": models.lineage_to_json(v.lineage), "status": v.status,
         "description": v.description, "created_by": v.created_by, "created_at": v.created_at,
     }
 
