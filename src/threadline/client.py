@@ -110,6 +110,11 @@ class Client:
             lineage["training_data"] = [{"uri": uri, "digest": profiling.data_digest(training_data)}]
         return {"profile": profile, "sample_digest": self.upload_artifact(sample_path)}
 
+    def transition_version(self, name: str, version: int, event: str) -> dict[str, Any]:
+        """Move a version along its lifecycle: ``validate``, ``deprecate`` or ``archive``."""
+        return self._call("POST", f"/api/v1/models/{_seg(name)}/versions/{version}/transitions",
+                          json={"event": event})
+
     # -- aliases ------------------------------------------------------------------------
 
     def set_alias(self, name: str, alias: str, version: int) -> dict[str, Any]:

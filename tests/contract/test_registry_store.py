@@ -188,3 +188,18 @@ def test_migrations_are_idempotent(database_url: str) -> None:
     with store.reading() as tx:
         assert tx.audit_head() is None
     store.close()
+
+
+def test_lifecycle_transitions_are_audited(world: World) -> None:
+    from threadline.domain.lifecycle import Event
+
+    world.register()
+    assert world.registry.transition("bob", "iris", 1, Event.VALIDATE).status == "validated"
+    with pytest.raises(errors.Forbidden, match="approval workflow"):
+        world.registry.transition("bob", "iris", 1, Event.APPROVE)
+    with pytest.raises(errors.Conflict, match="cannot archive"):
+        world.registry.transition("bob", "iris", 1, Event.ARCHIVE)
+    world.registry.transition("bob", "iris", 1, Event.DEPRECATE)
+    assert world.registry.transition("bob", "iris", 1, Event.ARCHIVE).status == "archived"
+    assert world.registry.get_version("iris", 1).status == "archived"
+    assert world.audit_actions()[-3:] == ["version.validate", "version.deprecate", "version.archive"]

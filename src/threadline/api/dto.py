@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from threadline.domain import models, names
+from threadline.domain import lifecycle, models, names
 
 
 class _Strict(BaseModel):
@@ -57,6 +57,10 @@ class VersionIn(_Strict):
     description: str = Field(default="", max_length=10_000)
     owner: str | None = None
     risk_tier: models.RiskTier | None = None
+
+
+class TransitionIn(_Strict):
+    event: lifecycle.Event
 
 
 class AliasIn(_Strict):

@@ -69,6 +69,13 @@ async def get_version(request: Request, caller: Caller, name: str, ref: str) -> 
     return JSON(dto.version_json(_services(request).registry.get_version(name, ref)))
 
 
+@router.post("/{name}/versions/{version}/transitions")
+def transition(request: Request, caller: Caller, name: str, version: int, body: dto.TransitionIn) -> JSON:
+    """Move the version's lifecycle status: ``validate``, ``deprecate`` or ``archive``."""
+    moved = _services(request).registry.transition(caller.name, name, version, body.event)
+    return JSON(dto.version_json(moved))
+
+
 @router.get("/{name}/aliases")
 async def list_aliases(request: Request, caller: Caller, name: str) -> JSON:
     return JSON(_services(request).registry.aliases(name))

@@ -143,6 +143,23 @@ class Registry:
         items = items[:limit]
         return models.Page(tuple(items), str(items[-1].version) if more else None)
 
+    def transition(self, actor: str, name: str, version: int, event: lifecycle.Event) -> models.ModelVersion:
+        """Move a version's status along the lifecycle (validate, deprecate, archive).
+
+        Approval is not an event callers may fire directly: it is the outcome of the
+        approval workflow, which checks separation of duties and the risk policy.
+        """
+        if event is lifecycle.Event.APPROVE:
+            raise errors.Forbidden("versions are approved through the approval workflow, not by a status change")
+        name = names.model_name(name)
+        with self._store.writing() as tx:
+            current = tx.get_version(name, version)
+            status = lifecycle.transition(current.status, event)
+            tx.set_status(name, version, status)
+            self._audit.record(tx, actor, f"version.{event.value}", f"model/{name}/version/{version}",
+                               {"from": current.status, "to": status})
+        return dataclasses.replace(current, status=status)
+
     # -- aliases ------------------------------------------------------------------------
 
     def aliases(self, name: str) -> dict[str, int]:
