@@ -30,6 +30,7 @@ def main() -> int:
     parser.add_argument("--url", required=True, help="tracking server, e.g. http://127.0.0.1:5000")
     parser.add_argument("--registrations", type=int, default=200)
     parser.add_argument("--reads", type=int, default=1_000)
+    parser.add_argument("--read-clients", type=int, default=8)
     args = parser.parse_args()
 
     warnings.filterwarnings("ignore")
@@ -86,11 +87,13 @@ def main() -> int:
     if int(got.version) != version:
         raise SystemExit(f"alias {w.ALIAS} resolved to {got.version}, expected {version}")
 
-    read_ms: list[float] = []
-    for _ in range(args.reads):
-        t0 = time.perf_counter()
-        client.get_model_version_by_alias(w.MODEL_NAME, w.ALIAS)
-        read_ms.append((time.perf_counter() - t0) * 1e3)
+    read_ms = w.timed_reads(lambda: client.get_model_version_by_alias(w.MODEL_NAME, w.ALIAS), args.reads)
+
+    def make_reader():
+        reader = MlflowClient(args.url)
+        return lambda: reader.get_model_version_by_alias(w.MODEL_NAME, w.ALIAS)
+
+    concurrent_s, concurrent_ms = w.concurrent_reads(make_reader, args.reads, args.read_clients)
 
     result = {
         "system": "mlflow",
@@ -101,6 +104,8 @@ def main() -> int:
         "last_version": version,
         "register_ms": register_ms,
         "read_ms": read_ms,
+        "concurrent_s": concurrent_s,
+        "concurrent_ms": concurrent_ms,
     }
     sys.stdout.write(w.RESULT_PREFIX + json.dumps(result) + "\n")
     sys.stdout.flush()

@@ -56,3 +56,41 @@ def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(pct / 100.0 * len(ordered)))
     return ordered[rank - 1]
+
+
+def timed_reads(read, count: int) -> list[float]:
+    """Call ``read()`` ``count`` times in a row; latencies in ms."""
+    import time
+
+    latencies = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        read()
+        latencies.append((time.perf_counter() - t0) * 1e3)
+    return latencies
+
+
+def concurrent_reads(make_reader, count: int, clients: int) -> tuple[float, list[float]]:
+    """``count`` reads shared by ``clients`` threads, each with its own client from
+    ``make_reader()``; returns (wall-clock seconds, latencies in ms). This is the server's
+    throughput when several agents read aliases at once, as a fleet of deployments does."""
+    import threading
+    import time
+
+    readers = [make_reader() for _ in range(clients)]
+    shares = [count // clients + (1 if i < count % clients else 0) for i in range(clients)]
+    results: list[list[float]] = [[] for _ in range(clients)]
+    start = threading.Barrier(clients + 1)
+
+    def work(i: int) -> None:
+        start.wait()
+        results[i] = timed_reads(readers[i], shares[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - t0, [ms for part in results for ms in part]

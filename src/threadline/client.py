@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
 import httpx
+import orjson
 
 from threadline.domain import errors, names
 from threadline.settings import ClientSettings
@@ -62,6 +63,10 @@ class Client:
     def get_version(self, name: str, ref: str | int = "latest") -> dict[str, Any]:
         """``ref`` is a version number, an alias or ``"latest"``."""
         return self._call("GET", f"/api/v1/models/{_seg(name)}/versions/{_seg(str(ref))}")
+
+    def get_profile(self, name: str, ref: str | int = "latest") -> dict[str, Any]:
+        """The reference profile computed from the version's training data."""
+        return self._call("GET", f"/api/v1/models/{_seg(name)}/versions/{_seg(str(ref))}/profile")
 
     def register_model(self, model_or_path: Any, name: str, flavor: str | None = None,
                        training_data: Any = None, card: Mapping[str, Any] | None = None,
@@ -217,7 +222,7 @@ class Client:
                 "is `threadline up` running, and is THREADLINE_URL right?") from exc
         if response.status_code >= 400:
             _raise_for(response)
-        return response.json()
+        return orjson.loads(response.content)
 
 
 def _raise_for(response: httpx.Response) -> None:

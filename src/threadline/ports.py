@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator, Protocol
+from typing import Any, Iterable, Iterator, Mapping, Protocol
 
 from threadline.domain import hashchain, models
 
@@ -97,6 +97,8 @@ class ReadTransaction(Protocol):
 
     def get_version_by_alias(self, name: str, alias: str) -> models.ModelVersion: ...
 
+    def get_profile(self, name: str, version: int) -> Mapping[str, Any] | None: ...
+
     def list_versions(self, name: str, *, limit: int, after: int | None) -> list[models.ModelVersion]: ...
 
     def latest_version(self, name: str) -> int | None: ...
@@ -128,7 +130,7 @@ class WriteTransaction(ReadTransaction, Protocol):
 
     def add_model(self, model: models.Model) -> None: ...
 
-    def add_version(self, version: models.ModelVersion) -> None: ...
+    def add_version(self, version: models.ModelVersion, profile: Mapping[str, Any] | None) -> None: ...
 
     def set_status(self, name: str, version: int, status: str) -> None: ...
 

@@ -60,6 +60,7 @@ def test_register_creates_model_and_numbers_versions(world: World) -> None:
     assert first.flavor is models.Flavor.SKLEARN and first.artifact_format is models.ArtifactFormat.SKOPS
     assert [s.name for s in first.signature.inputs] == list(world.profile["columns"])
     assert {o.name for o in first.signature.outputs} == {"label", "probabilities"}
+    assert first.has_profile and world.registry.get_profile("iris", 1)["row_count"] == 150
     stored = world.registry.get_version("iris", 1)
     assert stored == first
     assert world.registry.get_model("iris").owner == "team-a"

@@ -46,7 +46,16 @@ def test_sdk_round_trip(shared_plane: ControlPlane, iris_model: tuple[object, ob
         assert v1["lineage"]["training_data"][0]["uri"] == data.resolve().as_uri()
         assert v1["lineage"]["training_data"][0]["digest"] == hashlib.sha256(data.read_bytes()).hexdigest()
         assert v1["lineage"]["code_commit"] == "abc123" and v2["lineage"]["parent_version"] == 1
-        assert v1["profile"]["row_count"] == 150 and "sample" in v1["profile"]
+        assert v1["has_profile"] and "profile" not in v1
+        profile = c.get_profile("iris", 1)
+        assert profile["row_count"] == 150 and set(profile["columns"]) == set(features.columns)  # type: ignore[attr-defined]
+        sample = tmp_path / "sample.parquet"
+        sample.write_bytes(b"".join(_download(c, profile["sample"]["digest"])))
+        import pyarrow.parquet as pq
+        assert pq.read_table(sample).num_rows == 150
+        with pytest.raises(errors.NotFound, match="without training data"):
+            c.register_model(model, "iris-bare", owner="t")
+            c.get_profile("iris-bare", 1)
         assert [i["name"] for i in v1["signature"]["inputs"]] == list(features.columns)  # type: ignore[attr-defined]
         c.set_alias("iris", "champion", 1)
         assert c.get_version("iris", "champion")["version"] == 1
@@ -57,6 +66,12 @@ def test_sdk_round_trip(shared_plane: ControlPlane, iris_model: tuple[object, ob
         assert "sha256:" + hashlib.sha256(dest.read_bytes()).hexdigest() == v1["artifact_digest"]
         result = c.audit_verify()
     assert result["ok"] and result["entries"] >= 6
+
+
+def _download(c: Client, digest: str) -> list[bytes]:
+    response = c._http.get(f"/api/v1/artifacts/{digest}")
+    response.raise_for_status()
+    return [response.content]
 
 
 def test_openapi_is_behind_auth_and_every_route_refuses_bad_tokens(shared_plane: ControlPlane) -> None:

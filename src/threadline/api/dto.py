@@ -80,7 +80,7 @@ def version_json(version: models.ModelVersion, aliases: list[str] | None = None)
         "artifact_digest": "sha256:" + version.artifact_digest, "artifact_size": version.artifact_size,
         "flavor": version.flavor.value, "artifact_format": version.artifact_format.value,
         "trusted": version.trusted, "signature": models.signature_to_json(version.signature),
-        "profile": version.profile, "metrics": dict(version.metrics), "card": dict(version.card),
+        "has_profile": version.has_profile, "metrics": dict(version.metrics), "card": dict(version.card),
         "lineage": models.lineage_to_json(version.lineage), "status": version.status,
         "description": version.description, "created_by": version.created_by,
         "created_at": version.created_at,

@@ -76,6 +76,12 @@ def transition(request: Request, caller: Caller, name: str, version: int, body: 
     return JSON(dto.version_json(moved))
 
 
+@router.get("/{name}/versions/{ref}/profile")
+async def get_profile(request: Request, caller: Caller, name: str, ref: str) -> JSON:
+    """The reference profile of the version's training data (per-column statistics and bins)."""
+    return JSON(_services(request).registry.get_profile(name, ref))
+
+
 @router.get("/{name}/aliases")
 async def list_aliases(request: Request, caller: Caller, name: str) -> JSON:
     return JSON(_services(request).registry.aliases(name))

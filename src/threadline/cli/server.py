@@ -35,7 +35,7 @@ def up(host: str = typer.Option(None, help="Interface to bind (default 127.0.0.1
         console.print(f"admin token: {token_path} (mode 0600; export THREADLINE_TOKEN=$(cat {token_path}))")
     try:
         uvicorn.run(create_app(services), host=settings.host, port=settings.port, log_level=log_level,
-                    server_header=False)
+                    server_header=False, access_log=False)
     finally:
         with services.store.writing() as tx:
             services.audit.checkpoint(tx)

@@ -100,7 +100,7 @@ class ModelVersion:
     artifact_format: ArtifactFormat
     trusted: bool
     signature: Signature
-    profile: Mapping[str, Any] | None
+    has_profile: bool  # the reference profile itself is read on its own: it is large
     metrics: Mapping[str, float]
     card: Mapping[str, Any]
     lineage: Lineage

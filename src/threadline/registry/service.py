@@ -12,6 +12,7 @@ import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any, Mapping
 
 from threadline import ports
 from threadline.audit.log import AuditLog
@@ -85,10 +86,11 @@ class Registry:
                 model=name, version=latest + 1, artifact_digest=digest,
                 artifact_size=self._artifacts.size(digest), flavor=inspection.flavor,
                 artifact_format=inspection.artifact_format, trusted=request.trusted,
-                signature=signature, profile=profile, metrics=checked_metrics, card=dict(request.card),
+                signature=signature, has_profile=profile is not None, metrics=checked_metrics,
+                card=dict(request.card),
                 lineage=request.lineage, status=lifecycle.REGISTERED, description=request.description,
                 created_by=actor, created_at=self._clock.now())
-            tx.add_version(version)
+            tx.add_version(version, profile)
             self._audit.record(tx, actor, "version.register", f"model/{name}/version/{version.version}", {
                 "artifact_digest": digest, "flavor": version.flavor.value,
                 "artifact_format": version.artifact_format.value, "trusted": version.trusted,
@@ -131,9 +133,23 @@ class Registry:
         """``ref`` is a version number, an alias or ``latest``."""
         name = names.model_name(name)
         with self._store.reading() as tx:
-            if isinstance(ref, str) and not ref.isdigit() and ref != "latest":
-                return tx.get_version_by_alias(name, names.alias_name(ref))
-            return tx.get_version(name, _resolve(tx, name, ref))
+            return self._version(tx, name, ref)
+
+    @staticmethod
+    def _version(tx: ports.ReadTransaction, name: str, ref: str | int) -> models.ModelVersion:
+        if isinstance(ref, str) and not ref.isdigit() and ref != "latest":
+            return tx.get_version_by_alias(name, names.alias_name(ref))
+        return tx.get_version(name, _resolve(tx, name, ref))
+
+    def get_profile(self, name: str, ref: str | int) -> Mapping[str, Any]:
+        """The reference profile of the training data, with the digest of its row sample."""
+        name = names.model_name(name)
+        with self._store.reading() as tx:
+            version = self._version(tx, name, ref).version
+            profile = tx.get_profile(name, version)
+        if profile is None:
+            raise errors.NotFound(f"{name}@{version} was registered without training data, so it has no profile")
+        return profile
 
     def list_versions(self, name: str, *, limit: int = 50, cursor: int | None = None) -> models.Page:
         limit = _page_size(limit)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Mapping
 
 import orjson
 import sqlalchemy as sa
@@ -32,18 +32,19 @@ def version(row: sa.Row[Any], model_name: str) -> models.ModelVersion:
         model=model_name, version=row.version, artifact_digest=row.artifact_digest,
         artifact_size=row.artifact_size, flavor=models.Flavor(row.flavor),
         artifact_format=models.ArtifactFormat(row.artifact_format), trusted=bool(row.trusted),
-        signature=models.signature_from_json(row.signature), profile=row.profile, metrics=row.metrics,
+        signature=models.signature_from_json(row.signature), has_profile=bool(row.has_profile),
+        metrics=row.metrics,
         card=row.card, lineage=models.lineage_from_json(row.lineage), status=row.status,
         description=row.description, created_by=row.created_by, created_at=utc(row.created_at),
     )
 
 
-def version_values(v: models.ModelVersion, model_id: int) -> dict[str, Any]:
+def version_values(v: models.ModelVersion, model_id: int, profile: Mapping[str, Any] | None) -> dict[str, Any]:
     return {
         "model_id": model_id, "version": v.version, "artifact_digest": v.artifact_digest,
         "artifact_size": v.artifact_size, "flavor": v.flavor.value,
         "artifact_format": v.artifact_format.value, "trusted": v.trusted,
-        "signature": models.signature_to_json(v.signature), "profile": v.profile, "metrics": dict(v.metrics),
+        "signature": models.signature_to_json(v.signature), "profile": None if profile is None else dict(profile), "metrics": dict(v.metrics),
         "card": dict(v.card), "lineage": models.lineage_to_json(v.lineage), "status": v.status,
         "description": v.description, "created_by": v.created_by, "created_at": v.created_at,
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -23,10 +23,13 @@ from threadline.domain import errors, hashchain, models
 
 # Hot-path statements are built once: composing a SQLAlchemy expression per call costs more
 # than running the query on SQLite.
-_VERSION = (sa.select(t.model_versions).join(t.models)
+# Every version column but the (large) profile, which has its own read.
+_VERSION_COLUMNS = (*(c for c in t.model_versions.c if c.name != "profile"),
+                    t.model_versions.c.profile.is_not(None).label("has_profile"))
+_VERSION = (sa.select(*_VERSION_COLUMNS).join(t.models)
             .where(t.models.c.name == sa.bindparam("name"),
                    t.model_versions.c.version == sa.bindparam("version")))
-_VERSION_BY_ALIAS = (sa.select(t.model_versions)
+_VERSION_BY_ALIAS = (sa.select(*_VERSION_COLUMNS)
                      .join(t.models, t.models.c.id == t.model_versions.c.model_id)
                      .join(t.aliases, (t.aliases.c.model_id == t.model_versions.c.model_id)
                            & (t.aliases.c.version == t.model_versions.c.version))
@@ -79,9 +82,17 @@ class SqlReadTransaction:
             raise errors.NotFound(f"model {name!r} alias {alias!r} points at a missing version")
         return records.version(row, name)
 
+    def get_profile(self, name: str, version: int) -> Mapping[str, Any] | None:
+        stmt = (sa.select(t.model_versions.c.profile).join(t.models)
+                .where(t.models.c.name == name, t.model_versions.c.version == version))
+        row = self._c.execute(stmt).first()
+        if row is None:
+            self.get_version(name, version)  # raises NotFound naming the model or version
+        return None if row is None else row.profile
+
     def list_versions(self, name: str, *, limit: int, after: int | None) -> list[models.ModelVersion]:
         model_id = self._model_id(name)
-        stmt = (sa.select(t.model_versions).where(t.model_versions.c.model_id == model_id)
+        stmt = (sa.select(*_VERSION_COLUMNS).where(t.model_versions.c.model_id == model_id)
                 .order_by(t.model_versions.c.version).limit(limit))
         if after is not None:
             stmt = stmt.where(t.model_versions.c.version > after)
@@ -151,11 +162,12 @@ class SqlWriteTransaction(SqlReadTransaction):
         except sa_exc.IntegrityError as exc:
             raise errors.Conflict(f"model {model.name!r} already exists") from exc
 
-    def add_version(self, version: models.ModelVersion) -> None:
+    def add_version(self, version: models.ModelVersion, profile: Mapping[str, Any] | None) -> None:
         model_id = self._model_id(version.model)
         try:
             with self._c.begin_nested():
-                self._c.execute(t.model_versions.insert().values(records.version_values(version, model_id)))
+                self._c.execute(t.model_versions.insert().values(
+                    records.version_values(version, model_id, profile)))
         except sa_exc.IntegrityError as exc:
             raise errors.Conflict(f"model {version.model!r} already has version {version.version}") from exc
 
