@@ -70,7 +70,7 @@ def test_register_creates_model_and_numbers_versions(world: World) -> None:
 def test_versions_are_immutable_records(world: World) -> None:
     version = world.register()
     with world.store.writing() as tx, pytest.raises(errors.Conflict):
-        tx.add_version(version)
+        tx.add_version(version, None)
 
 
 def test_failed_registration_writes_nothing(world: World) -> None:
