@@ -1,0 +1,215 @@
+"""The prediction log on disk: folder layout, file names, columns, compaction and reading.
+
+Parquet is only readable once its footer is written, so one long-lived file would lose
+everything since it was opened on SIGKILL. Instead every flush writes one small, complete
+*part* per deployment and day, and parts are later compacted into one *segment* file::
+
+    root/deployment=<deployment>/date=YYYY-MM-DD/part-<segment>-<seq>.parquet
+    root/deployment=<deployment>/date=YYYY-MM-DD/seg-<segment>.parquet
+
+``<segment>`` is ``<UTC start, YYYYmmddTHHMMSS>-<writer id>-<count>``, unique per writer.
+Every file is written as ``.<name>.inprogress`` (ignored by pyarrow, and by DuckDB globs of
+``*.parquet``), fsynced, then renamed, so a file under its final name is always complete.
+Sealing a segment writes its ``seg-`` file and then deletes its parts. A reader listing
+the folder in between, or after a crash in between, could see rows twice, so ``read_log``
+skips parts whose ``seg-`` file exists; other readers (DuckDB) should do the same. Parts
+left behind by a crashed writer stay readable, only small.
+
+Columns: the fixed fields of ``_FIXED``, ``inputs`` and ``outputs`` as JSON text, and for
+every input whose values are scalars (bool, integer, float, string) a typed column
+``in_<name>``, so monitoring can scan one feature without parsing JSON. Names matching
+``[a-z_][a-z0-9_]*`` (up to 60 characters) are kept; any other name is lowercased, every
+character outside ``[a-z0-9_]`` becomes ``_``, and ``_`` plus the first 8 hex digits of the
+name's SHA-256 are appended, so distinct names never share a column (DuckDB compares column
+names case-insensitively). All parts of a segment share one schema; integers widen to float
+when a float arrives, and a value that fits no column type stays only in the JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import numbers
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, Mapping
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from threadline.serving.predlog import PredictionRecord
+
+_COMPACT_ROWS = 65_536
+_SAFE_COLUMN = re.compile(r"^[a-z_][a-z0-9_]{0,59}$")
+_ARROW = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
+_FIXED = pa.schema([
+    ("prediction_id", pa.string()), ("trace_id", pa.string()),
+    ("time", pa.timestamp("us", tz="UTC")), ("deployment", pa.string()), ("model", pa.string()),
+    ("version", pa.int64()), ("confidence", pa.float64()), ("latency_ms", pa.float64()),
+    ("escalated", pa.bool_()), ("status", pa.string()), ("inputs", pa.string()),
+    ("outputs", pa.string()),
+])
+_DATE = pa.field("date", pa.string())
+_PARTITIONING = ds.partitioning(pa.schema([("deployment", pa.string()), _DATE]), flavor="hive")
+
+
+def column_name(name: str) -> str:
+    """The typed column of input ``name`` (see the module docstring for the rule)."""
+    if _SAFE_COLUMN.match(name):
+        return "in_" + name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return "in_" + re.sub(r"[^a-z0-9_]", "_", name.lower())[:50] + "_" + digest
+
+
+def _kind(value: object) -> type | None:
+    if isinstance(value, (bool, np.bool_)):
+        return bool
+    if isinstance(value, numbers.Integral):
+        return int if -(1 << 63) <= int(value) < (1 << 63) else float
+    if isinstance(value, numbers.Real):
+        return float
+    return str if isinstance(value, str) else None
+
+
+def _fits(column: type, value: type | None) -> bool:
+    return value is column or (column is float and value is int)
+
+
+def input_kinds(records: Iterable[PredictionRecord]) -> dict[str, type]:
+    """The scalar type of each input name across ``records``; names that clash are left out."""
+    kinds: dict[str, type] = {}
+    clashes: set[str] = set()
+    for rec in records:
+        for name, value in rec.inputs.items():
+            kind = _kind(value)
+            if kind is None or name in clashes:
+                continue
+            seen = kinds.setdefault(name, kind)
+            if _fits(kind, seen):
+                kinds[name] = kind
+            elif not _fits(seen, kind):
+                clashes.add(name)
+                del kinds[name]
+    return kinds
+
+
+def _schema(kinds: Mapping[str, type]) -> pa.Schema:
+    typed = sorted((column_name(name), _ARROW[kind]) for name, kind in kinds.items())
+    return pa.schema(list(_FIXED) + [pa.field(name, arrow) for name, arrow in typed])
+
+
+def _json(values: Mapping[str, object]) -> str:
+    try:
+        return orjson.dumps(dict(values), default=repr,
+                            option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
+        return json.dumps(dict(values), default=repr)
+
+
+def _table(records: list[PredictionRecord], kinds: Mapping[str, type]) -> pa.Table:
+    columns: dict[str, list[object]] = {
+        "prediction_id": [r.prediction_id for r in records],
+        "trace_id": [r.trace_id for r in records], "time": [r.time for r in records],
+        "deployment": [r.deployment for r in records], "model": [r.model for r in records],
+        "version": [r.version for r in records], "confidence": [r.confidence for r in records],
+        "latency_ms": [r.latency_ms for r in records], "escalated": [r.escalated for r in records],
+        "status": [r.status for r in records], "inputs": [_json(r.inputs) for r in records],
+        "outputs": [_json(r.outputs) for r in records],
+    }
+    for name, kind in kinds.items():
+        values = (r.inputs.get(name) for r in records)
+        columns[column_name(name)] = [kind(v) if _fits(kind, _kind(v)) else None for v in values]
+    return pa.Table.from_pydict(columns, schema=_schema(kinds))
+
+
+def _publish(final: Path, write: Callable[[BinaryIO], None]) -> int:
+    """Write ``final`` under a hidden name, fsync, rename; return its size in bytes."""
+    hidden = final.with_name(f".{final.name}.inprogress")
+    try:
+        with open(hidden, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(hidden, final)
+    except BaseException:
+        hidden.unlink(missing_ok=True)
+        raise
+    return final.stat().st_size
+
+
+@dataclass(eq=False)
+class Segment:
+    """The parts of one deployment and day that share one schema, until sealed."""
+
+    folder: Path
+    ident: str
+    kinds: dict[str, type]
+    started: float = field(default_factory=time.monotonic)
+    parts: list[Path] = field(default_factory=list)
+    size: int = 0
+
+    def accepts(self, kinds: Mapping[str, type]) -> bool:
+        """Whether records with these input kinds fit this segment's schema."""
+        return all(name in self.kinds and _fits(self.kinds[name], kind) for name, kind in kinds.items())
+
+    def write(self, records: list[PredictionRecord]) -> None:
+        """Publish ``records`` as the next part."""
+        table = _table(records, self.kinds)
+        part = self.folder / f"part-{self.ident}-{len(self.parts):05d}.parquet"
+        self.size += _publish(part, lambda file: pq.write_table(table, file))
+        self.parts.append(part)
+
+    def seal(self) -> Path:
+        """Compact the parts into ``seg-<ident>.parquet``, delete them, return the new file."""
+        def write(file: BinaryIO) -> None:
+            with pq.ParquetWriter(file, _schema(self.kinds)) as writer:
+                pending: list[pa.Table] = []
+                for part in self.parts:
+                    pending.append(pq.ParquetFile(part).read())
+                    if sum(t.num_rows for t in pending) >= _COMPACT_ROWS:
+                        writer.write_table(pa.concat_tables(pending))
+                        pending = []
+                if pending:
+                    writer.write_table(pa.concat_tables(pending))
+
+        sealed = self.folder / f"seg-{self.ident}.parquet"
+        _publish(sealed, write)
+        for part in self.parts:
+            part.unlink(missing_ok=True)
+        return sealed
+
+
+def _complete_files(root: Path, deployment: str | None) -> list[Path]:
+    files = sorted(root.glob(f"deployment={deployment or '*'}/date=*/*.parquet"))
+    sealed = {f.name[len("seg-"):-len(".parquet")] for f in files if f.name.startswith("seg-")}
+    return [f for f in files if f.name.startswith("seg-") or (
+        f.name.startswith("part-") and f.name[len("part-"):].rsplit("-", 1)[0] not in sealed)]
+
+
+def read_log(root: Path, deployment: str | None = None) -> pa.Table:
+    """Every record in complete files under ``root`` (one deployment or all), sorted by time.
+
+    Columns are the union over files (integers widened to float where files disagree), plus
+    ``date`` from the partition folder.
+    """
+    try:
+        return _read(root, deployment)
+    except FileNotFoundError:  # a part was deleted as its segment was sealed: list again
+        return _read(root, deployment)
+
+
+def _read(root: Path, deployment: str | None) -> pa.Table:
+    files = _complete_files(root, deployment)
+    if not files:
+        return _schema({}).append(_DATE).empty_table()
+    schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
+    dataset = ds.dataset([str(f) for f in files], schema=schema.append(_DATE), format="parquet",
+                         partitioning=_PARTITIONING, partition_base_dir=str(root))
+    return dataset.to_table().sort_by("time")

@@ -1,0 +1,114 @@
+"""Micro-batching merges concurrent requests and gives each the exact one-by-one result."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Mapping
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.datasets import make_classification
+from sklearn.ensemble import RandomForestClassifier
+
+from threadline.domain.models import Signature, TensorSpec
+from threadline.serving.batching import BatchPolicy, MicroBatcher
+from threadline.serving.predictors import SklearnPredictor
+
+X, Y = make_classification(n_samples=300, n_features=5, random_state=0)
+FOREST = RandomForestClassifier(n_estimators=10, random_state=0).fit(X, Y)
+SIGNATURE = Signature(inputs=(TensorSpec("input-0", "FP64", (-1, 5)),),
+                      outputs=(TensorSpec("label", "INT64", (-1,)), TensorSpec("probabilities", "FP64", (-1, 2))))
+PREDICTOR = SklearnPredictor(FOREST, SIGNATURE)
+
+
+async def _run_all(requests: list[np.ndarray], policy: BatchPolicy,
+                   calls: list[int]) -> list[dict[str, np.ndarray]]:
+    def predict(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls.append(len(inputs["input-0"]))
+        return PREDICTOR.predict(inputs)
+
+    with ThreadPoolExecutor(1) as pool:
+        batcher = MicroBatcher(predict, pool, policy)
+        try:
+            return await asyncio.gather(*(batcher.submit({"input-0": r}, len(r)) for r in requests))
+        finally:
+            await batcher.close()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=7), min_size=1, max_size=30),
+       st.integers(min_value=1, max_value=40))
+def test_batched_results_equal_one_by_one(sizes: list[int], max_rows: int) -> None:
+    rng = np.random.default_rng(sum(sizes))
+    requests = [rng.normal(size=(n, 5)) for n in sizes]
+    calls: list[int] = []
+    batched = asyncio.run(_run_all(requests, BatchPolicy(max_batch_rows=max_rows), calls))
+    for request, result in zip(requests, batched):
+        alone = PREDICTOR.predict({"input-0": request})
+        assert np.array_equal(result["label"], alone["label"])
+        assert np.array_equal(result["probabilities"], alone["probabilities"])
+        assert np.array_equal(result["label"], FOREST.predict(request))
+    assert sum(calls) == sum(sizes)
+    assert all(c <= max(max_rows, max(sizes)) for c in calls)
+
+
+def test_concurrent_requests_share_calls() -> None:
+    requests = [np.zeros((1, 5)) + i for i in range(50)]
+    calls: list[int] = []
+    asyncio.run(_run_all(requests, BatchPolicy(max_batch_rows=64), calls))
+    assert len(calls) < 50 and max(calls) > 1
+
+
+def test_a_failing_request_fails_alone() -> None:
+    def predict(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if np.isnan(inputs["x"]).any():
+            raise ValueError("NaN in input")
+        return {"y": inputs["x"] * 2}
+
+    async def main() -> list[object]:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = MicroBatcher(predict, pool)
+            values = [np.array([1.0]), np.array([np.nan]), np.array([3.0])]
+            try:
+                return await asyncio.gather(*(batcher.submit({"x": v}, 1) for v in values),
+                                            return_exceptions=True)
+            finally:
+                await batcher.close()
+
+    good, bad, other = asyncio.run(main())
+    assert isinstance(bad, ValueError)
+    assert good["y"].tolist() == [2.0] and other["y"].tolist() == [6.0]  # type: ignore[index]
+
+
+def test_idle_batcher_adds_no_wait() -> None:
+    async def main() -> float:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = MicroBatcher(lambda i: {"y": i["x"]}, pool, BatchPolicy(max_wait_ms=500))
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            await batcher.submit({"x": np.array([1.0])}, 1)
+            elapsed = loop.time() - start
+            await batcher.close()
+            return elapsed
+
+    assert asyncio.run(main()) < 0.4  # the 500 ms wait only applies once a queue has formed
+
+
+@pytest.mark.parametrize("names", [True, False])
+def test_predictor_on_named_columns_matches_sklearn(names: bool) -> None:
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(5)])
+    model = LogisticRegression().fit(frame if names else X, Y)
+    expected_proba = model.predict_proba(frame if names else X)
+    expected_label = model.predict(frame if names else X)
+    signature = Signature(inputs=tuple(TensorSpec(f"f{i}", "FP64", (-1,)) for i in range(5)),
+                          outputs=(TensorSpec("label", "INT64", (-1,)), TensorSpec("probabilities", "FP64", (-1, 2))))
+    predictor = SklearnPredictor(model, signature)
+    out = predictor.predict({f"f{i}": X[:, i] for i in range(5)})
+    assert np.array_equal(out["label"], expected_label)
+    assert np.allclose(out["probabilities"], expected_proba, rtol=0, atol=1e-15)
