@@ -33,6 +33,7 @@ class Client:
         settings = ClientSettings()
         self.url = (url or settings.url or f"http://127.0.0.1:{settings.port}").rstrip("/")
         token = token or settings.token or _local_admin_token(settings.home)
+        self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 

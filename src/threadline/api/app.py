@@ -21,6 +21,11 @@ def create_app(services: Services) -> FastAPI:
     for module in (routes_models, routes_artifacts, routes_audit):
         app.include_router(module.router)
 
+    @app.get("/api/v1/whoami", tags=["meta"])
+    async def whoami(caller: Caller) -> JSON:
+        """Who the token belongs to; the data plane uses it to check inference tokens."""
+        return JSON({"user": caller.name, "roles": list(caller.user.roles)})
+
     @app.get("/api/v1/openapi.json", tags=["meta"])
     def openapi(caller: Caller) -> JSON:
         return JSON(app.openapi())

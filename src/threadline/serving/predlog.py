@@ -60,7 +60,8 @@ class PredictionRecord:
         if self.time.utcoffset() is None:
             raise errors.InvalidInput("must be timezone-aware (UTC)", field="time")
         if not _SAFE_DEPLOYMENT.match(self.deployment):
-            raise errors.InvalidInput(f"{self.deployment!r} cannot name a folder", field="deployment")
+            raise errors.InvalidInput(f"{self.deployment!r} cannot name a folder",
+                                      field="deployment")
 
 
 class PredictionLog:

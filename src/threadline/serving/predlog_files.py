@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from threadline.serving.predlog import PredictionRecord
 
 _COMPACT_ROWS = 65_536
+_READ_ATTEMPTS = 5
 _SAFE_COLUMN = re.compile(r"^[a-z_][a-z0-9_]{0,59}$")
 _ARROW = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
 _FIXED = pa.schema([
@@ -157,7 +158,8 @@ class Segment:
 
     def accepts(self, kinds: Mapping[str, type]) -> bool:
         """Whether records with these input kinds fit this segment's schema."""
-        return all(name in self.kinds and _fits(self.kinds[name], kind) for name, kind in kinds.items())
+        return all(name in self.kinds and _fits(self.kinds[name], kind)
+                   for name, kind in kinds.items())
 
     def write(self, records: list[PredictionRecord]) -> None:
         """Publish ``records`` as the next part."""
@@ -199,10 +201,12 @@ def read_log(root: Path, deployment: str | None = None) -> pa.Table:
     Columns are the union over files (integers widened to float where files disagree), plus
     ``date`` from the partition folder.
     """
-    try:
-        return _read(root, deployment)
-    except FileNotFoundError:  # a part was deleted as its segment was sealed: list again
-        return _read(root, deployment)
+    for _ in range(_READ_ATTEMPTS - 1):
+        try:
+            return _read(root, deployment)
+        except FileNotFoundError:  # a part was deleted as its segment was sealed: list again
+            continue
+    return _read(root, deployment)
 
 
 def _read(root: Path, deployment: str | None) -> pa.Table:

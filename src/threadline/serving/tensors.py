@@ -212,8 +212,12 @@ def _header(entry: Any, position: int, specs: Mapping[str, TensorSpec],
 
 
 def _shape(name: str, value: Any, declared: tuple[int, ...]) -> tuple[int, ...]:
-    # A plain loop: generator expressions cost a microsecond per input on the hot path.
-    if type(value) is list and len(value) == len(declared) and value:
+    # Plain code, no generators: this runs once per input, and one input per column is common.
+    if type(value) is list and len(value) == 1 == len(declared):
+        got = value[0]
+        if type(got) is int and got >= 0 and declared[0] in (-1, got):
+            return (got,)
+    elif type(value) is list and len(value) == len(declared) and value:
         for got, want in zip(value, declared):
             if type(got) is not int or got < 0 or (want >= 0 and got != want):
                 break

@@ -1,0 +1,63 @@
+"""``threadline serve``: the Open Inference Protocol v2 data plane for registered versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from threadline.cli.output import console
+
+
+def serve(
+    model: list[str] = typer.Option(..., "--model", "-m",
+                                    help="NAME@VERSION or NAME@ALIAS, optionally =WEIGHT for a traffic split "
+                                         "(e.g. -m fraud@7=90 -m fraud@8=10); repeat for more."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8080, help="Port."),
+    workers: int = typer.Option(1, min=1, help="Processes sharing the port."),
+    deployment: Optional[str] = typer.Option(None, help="Deployment name in the prediction log (default: "
+                                                        "the first model)."),
+    max_batch_rows: int = typer.Option(64, min=1, help="Largest micro-batch, in rows."),
+    max_wait_ms: float = typer.Option(0.0, min=0, help="Extra wait for a batch that is already forming."),
+    rate_limit: float = typer.Option(0.0, min=0, help="Requests per second per token (0: unlimited)."),
+    rate_burst: int = typer.Option(100, min=1, help="Burst size of the per-token rate limit."),
+    max_body_bytes: int = typer.Option(8 << 20, min=1, help="Largest request body (413 beyond)."),
+    escalate_below: Optional[float] = typer.Option(None, min=0, max=1,
+                                                   help="Mark predictions whose confidence is below this."),
+    token_file: Optional[Path] = typer.Option(None, help="Standalone: a 0600 file of accepted tokens, one "
+                                                         "per line (default: ask the control plane)."),
+    log_dir: Optional[Path] = typer.Option(None, help="Prediction log folder (default <home>/predictions)."),
+    flush_interval: float = typer.Option(1.0, min=0.05, help="Seconds between prediction log flushes."),
+    tls_cert: Optional[Path] = typer.Option(None, help="TLS certificate (PEM) to serve HTTPS."),
+    tls_key: Optional[Path] = typer.Option(None, help="TLS private key (PEM)."),
+) -> None:
+    """Serve registered model versions over the Open Inference Protocol v2."""
+    import os
+
+    import uvicorn
+
+    from threadline.client import Client
+    from threadline.serving import server
+    from threadline.settings import ClientSettings
+
+    with Client() as probe:  # finds the control plane and token the way every command does
+        url, token = probe.url, probe.token
+    config = server.ServeConfig(
+        models=model, control_plane=url, token=token, home=str(ClientSettings().home.expanduser().resolve()),
+        deployment=deployment, token_file=str(token_file) if token_file else None,
+        log_dir=str(log_dir) if log_dir else None, max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms,
+        rate_limit=rate_limit, rate_burst=rate_burst, max_body_bytes=max_body_bytes,
+        escalate_below=escalate_below, flush_interval=flush_interval)
+    tls = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)} if tls_cert and tls_key else {}
+    scheme = "https" if tls else "http"
+    common = dict(host=host, port=port, log_level="warning", access_log=False, server_header=False, **tls)
+    if workers == 1:
+        state = server.build_state(config, progress=lambda message: console.print(message))
+        console.print(f"serving on {scheme}://{host}:{port}/v2 ({', '.join(state.models)}); ready")
+        uvicorn.run(server.create_app(state), **common)
+        return
+    os.environ.update(server.config_environment(config))
+    console.print(f"serving on {scheme}://{host}:{port}/v2 with {workers} workers")
+    uvicorn.run("threadline.serving.server:app_from_environment", factory=True, workers=workers, **common)

@@ -1,0 +1,253 @@
+"""The Open Inference Protocol v2 application (KServe v2 / Triton HTTP, JSON).
+
+A plain Starlette app, because this is the hot path: the framework's per-request cost is
+paid on every prediction. Order of work for ``infer``: trace context, token, rate limit,
+body size, decode and validate against the signature, choose the version (explicit, sticky
+key or the exact traffic split), micro-batched predict off the event loop, confidence and
+escalation, response, then the prediction log and metrics, which never wait on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+
+import numpy as np
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from threadline import __version__
+from threadline.domain import errors
+from threadline.serving import metrics as metrics_module
+from threadline.serving import tensors, tracing
+from threadline.serving.auth import TokenVerifier
+from threadline.serving.batching import MicroBatcher
+from threadline.serving.loading import LoadedVersion, platform_of
+from threadline.serving.predlog import PredictionLog, PredictionRecord
+from threadline.serving.ratelimit import RateLimiter, retry_after_header
+from threadline.serving.traffic import TrafficSplit
+
+log = logging.getLogger("threadline.serving")
+
+STICKY_HEADER = "x-threadline-route-key"
+_STATUS = ((errors.PayloadTooLarge, 413), (errors.InvalidInput, 400), (errors.Unauthorized, 401),
+           (errors.PolicyViolation, 403), (errors.NotFound, 404), (errors.Conflict, 409))
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    loaded: LoadedVersion
+    batcher: MicroBatcher
+
+
+@dataclass
+class ServedModel:
+    name: str
+    versions: dict[int, ServedVersion]
+    split: TrafficSplit
+
+
+@dataclass
+class ServingState:
+    """Everything the routes need; built by ``serving.server`` before the app starts."""
+
+    deployment: str
+    models: dict[str, ServedModel]
+    tokens: TokenVerifier | None
+    limiter: RateLimiter
+    predictions: PredictionLog
+    metrics: metrics_module.ServingMetrics
+    max_body_bytes: int = 8 << 20
+    escalate_below: float | None = None
+    ready: bool = False
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
+
+
+def _error(exc: Exception) -> Response:
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            return _json({"error": str(exc)}, status, headers)
+    log.exception("inference failed")
+    return _json({"error": f"the model failed on this request ({type(exc).__name__}); see the server log"}, 500)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(state: ServingState) -> Starlette:
+    async def authorize(request: Request) -> str:
+        if state.tokens is None:
+            return "anonymous"
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise errors.Unauthorized("send 'Authorization: Bearer <token>'")
+        caller = await state.tokens.verify(token.strip())
+        if caller is None:
+            raise errors.Unauthorized("invalid, expired or revoked token")
+        return caller
+
+    def guarded(handler: Handler) -> Handler:
+        async def run(request: Request) -> Response:
+            try:
+                caller = await authorize(request)
+                wait = state.limiter.take(caller)
+                if wait > 0:
+                    state.metrics.rate_limited.inc()
+                    return _json({"error": f"rate limit exceeded; retry in {wait:.2f} s"}, 429,
+                                 {"Retry-After": retry_after_header(wait)})
+                return await handler(request)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON answer
+                return _error(exc)
+        return run
+
+    def model(request: Request) -> ServedModel:
+        name = request.path_params["name"]
+        found = state.models.get(name)
+        if found is None:
+            raise errors.NotFound(f"model {name!r} is not served here; served: {', '.join(state.models)}")
+        return found
+
+    def version(request: Request, served: ServedModel) -> ServedVersion:
+        text = request.path_params.get("version")
+        if text is None:
+            return served.versions[served.split.choose(request.headers.get(STICKY_HEADER))]
+        if not text.isdigit() or int(text) not in served.versions:
+            raise errors.NotFound(f"model {served.name!r} has no served version {text!r}; "
+                                  f"served: {', '.join(map(str, served.versions))}")
+        return served.versions[int(text)]
+
+    async def server_metadata(request: Request) -> Response:
+        return _json({"name": "threadline", "version": __version__, "extensions": []})
+
+    async def live(request: Request) -> Response:
+        return _json({"live": True})
+
+    async def ready(request: Request) -> Response:
+        return _json({"ready": state.ready}, 200 if state.ready else 503)
+
+    async def model_metadata(request: Request) -> Response:
+        served = model(request)
+        chosen = version(request, served) if "version" in request.path_params else \
+            served.versions[max(served.versions)]
+        loaded = chosen.loaded
+        versions = [str(v) for v in served.versions] if "version" not in request.path_params \
+            else [str(loaded.version)]
+        return _json(tensors.model_metadata(served.name, versions, platform_of(loaded.flavor),
+                                            loaded.signature.inputs, loaded.signature.outputs))
+
+    async def model_ready(request: Request) -> Response:
+        served = model(request)
+        if "version" in request.path_params:
+            version(request, served)
+        return _json({"name": served.name, "ready": state.ready}, 200 if state.ready else 503)
+
+    async def infer(request: Request) -> Response:
+        started = time.perf_counter()
+        trace = tracing.from_header(request.headers.get("traceparent"))
+        served = model(request)
+        chosen = version(request, served)
+        loaded = chosen.loaded
+        labels = (served.name, str(loaded.version))
+        try:
+            body = await _body(request, state.max_body_bytes)
+            decoded = tensors.decode_request(body, loaded.signature.inputs)
+            wanted = tensors.select_outputs(loaded.signature.outputs, decoded.requested_outputs)
+            outputs = await chosen.batcher.submit(decoded.tensors, decoded.rows)
+        except Exception:
+            state.metrics.requests.labels(*labels, "error").inc()
+            raise
+        request_id = decoded.id or uuid.uuid4().hex
+        confidence = _confidence(outputs)
+        escalated = _escalated(confidence, state.escalate_below)
+        ids = [request_id] if decoded.rows == 1 else [f"{request_id}-{i}" for i in range(decoded.rows)]
+        parameters: dict[str, Any] = {"prediction_ids": ids}
+        if state.escalate_below is not None:
+            parameters["escalated"] = escalated.tolist()
+        payload = tensors.encode_response(served.name, str(loaded.version), request_id, outputs, wanted,
+                                          parameters)
+        elapsed = time.perf_counter() - started
+        _log_rows(state, loaded, ids, trace.trace_id, decoded.tensors, outputs, confidence, escalated,
+                  elapsed * 1000)
+        state.metrics.requests.labels(*labels, "ok").inc()
+        state.metrics.latency.labels(*labels).observe(elapsed)
+        if escalated.any():
+            state.metrics.escalated.labels(*labels).inc(int(escalated.sum()))
+        return Response(payload, media_type="application/json",
+                        headers={"traceparent": trace.traceparent, "x-trace-id": trace.trace_id})
+
+    async def prometheus(request: Request) -> Response:
+        for served in state.models.values():
+            for number, chosen in served.versions.items():
+                state.metrics.queue_depth.labels(served.name, str(number)).set(chosen.batcher.queue_depth)
+        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    routes = [
+        Route("/v2", server_metadata),
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2/models/{name}", guarded(model_metadata)),
+        Route("/v2/models/{name}/ready", guarded(model_ready)),
+        Route("/v2/models/{name}/infer", guarded(infer), methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}", guarded(model_metadata)),
+        Route("/v2/models/{name}/versions/{version}/ready", guarded(model_ready)),
+        Route("/v2/models/{name}/versions/{version}/infer", guarded(infer), methods=["POST"]),
+        Route("/metrics", guarded(prometheus)),
+    ]
+    return Starlette(routes=routes)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise errors.PayloadTooLarge(f"request body of {declared} bytes is over the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise errors.PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _confidence(outputs: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The top class probability per row, for classifiers."""
+    probabilities = outputs.get("probabilities")
+    if probabilities is None or probabilities.ndim != 2:
+        return None
+    return probabilities.max(axis=1)
+
+
+def _escalated(confidence: np.ndarray | None, threshold: float | None) -> np.ndarray:
+    if confidence is None or threshold is None:
+        return np.zeros(0 if confidence is None else len(confidence), dtype=bool)
+    return confidence < threshold
+
+
+def _log_rows(state: ServingState, loaded: LoadedVersion, ids: list[str], trace_id: str,
+              inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], confidence: np.ndarray | None,
+              escalated: np.ndarray, latency_ms: float) -> None:
+    now = datetime.now(timezone.utc)
+    in_rows = {name: value.tolist() for name, value in inputs.items()}
+    out_rows = {name: value.tolist() for name, value in outputs.items()}
+    conf = confidence.tolist() if confidence is not None else None
+    flags = escalated.tolist()
+    for i, prediction_id in enumerate(ids):
+        state.predictions.record(PredictionRecord(
+            prediction_id=prediction_id, trace_id=trace_id, time=now, deployment=state.deployment,
+            model=loaded.model, version=loaded.version,
+            inputs={name: rows[i] for name, rows in in_rows.items()},
+            outputs={name: rows[i] for name, rows in out_rows.items()},
+            confidence=None if conf is None else float(conf[i]), latency_ms=latency_ms,
+            escalated=bool(flags[i]) if flags else False))

@@ -1,0 +1,137 @@
+"""Build a serving process: load every version, then start the OIP v2 app under uvicorn.
+
+Everything is loaded and verified before the port opens, so ``/v2/health/ready`` is true
+from the first request it answers. ``--workers N`` starts N processes on one port (uvicorn
+workers), each loading its own copy; a single worker stays one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+from starlette.applications import Starlette
+
+from threadline.client import Client
+from threadline.domain import errors
+from threadline.serving import app as app_module
+from threadline.serving.auth import ControlPlaneTokens, TokenFile, TokenVerifier
+from threadline.serving.batching import BatchPolicy, MicroBatcher
+from threadline.serving.loading import ModelRef, load_version
+from threadline.serving.metrics import ServingMetrics
+from threadline.serving.predlog import PredictionLog
+from threadline.serving.ratelimit import RateLimiter
+from threadline.serving.traffic import TrafficSplit
+
+log = logging.getLogger("threadline.serving")
+CONFIG_ENV = "THREADLINE_SERVE_CONFIG"
+
+
+@dataclass
+class ServeConfig:
+    """What ``threadline serve`` was asked for; passed to worker processes as JSON."""
+
+    models: list[str]
+    control_plane: str
+    token: str | None
+    home: str
+    deployment: str | None = None
+    token_file: str | None = None
+    log_dir: str | None = None
+    max_batch_rows: int = 64
+    max_wait_ms: float = 0.0
+    rate_limit: float = 0.0
+    rate_burst: int = 100
+    max_body_bytes: int = 8 << 20
+    escalate_below: float | None = None
+    flush_interval: float = 1.0
+
+
+def build_state(config: ServeConfig, progress: Callable[[str], None] = lambda _m: None) -> app_module.ServingState:
+    refs = [ModelRef.parse(text) for text in config.models]
+    if not refs:
+        raise errors.InvalidInput("nothing to serve: give at least one --model NAME@VERSION")
+    home = Path(config.home)
+    cache, workdir = home / "serving-cache", home / "tmp"
+    workdir.mkdir(parents=True, exist_ok=True)
+    metrics = ServingMetrics()
+    policy = BatchPolicy(config.max_batch_rows, config.max_wait_ms)
+    versions: dict[str, dict[int, app_module.ServedVersion]] = {}
+    weights: dict[str, dict[int, int]] = {}
+    with Client(config.control_plane, config.token) as client:
+        for ref in refs:
+            progress(f"loading {ref.name}@{ref.ref}")
+            loaded = load_version(client, ref, cache, workdir)
+            if loaded.version in versions.get(ref.name, {}):
+                raise errors.InvalidInput(f"{ref.name}@{loaded.version} is listed twice")
+            labels = (loaded.model, str(loaded.version))
+            metrics.load_seconds.labels(*labels).set(loaded.load_seconds)
+            # One thread per version: a slow model never holds up another one's batches.
+            batcher = MicroBatcher(loaded.predictor.predict, ThreadPoolExecutor(1, thread_name_prefix="predict"),
+                                   policy, _observer(metrics, labels))
+            versions.setdefault(ref.name, {})[loaded.version] = app_module.ServedVersion(loaded, batcher)
+            weights.setdefault(ref.name, {})[loaded.version] = ref.weight
+            progress(f"loaded {ref.name}@{loaded.version} in {loaded.load_seconds:.2f} s")
+    served = {name: app_module.ServedModel(name, versions[name], TrafficSplit(weights[name])) for name in versions}
+    deployment = config.deployment or refs[0].name
+    predictions = PredictionLog(Path(config.log_dir) if config.log_dir else home / "predictions",
+                                flush_interval=config.flush_interval,
+                                on_flush=metrics.logged.inc, on_drop=metrics.dropped.inc)
+    return app_module.ServingState(
+        deployment=deployment, models=served, tokens=_tokens(config),
+        limiter=RateLimiter(config.rate_limit, config.rate_burst), predictions=predictions, metrics=metrics,
+        max_body_bytes=config.max_body_bytes, escalate_below=config.escalate_below, ready=True)
+
+
+def _observer(metrics: ServingMetrics, labels: tuple[str, str]) -> Callable[[int, int], None]:
+    rows_hist, requests_hist = metrics.batch_rows.labels(*labels), metrics.batch_requests.labels(*labels)
+
+    def observe(rows: int, requests: int) -> None:
+        rows_hist.observe(rows)
+        requests_hist.observe(requests)
+
+    return observe
+
+
+def _tokens(config: ServeConfig) -> TokenVerifier:
+    if config.token_file:
+        return TokenFile(Path(config.token_file))
+    return ControlPlaneTokens(config.control_plane)
+
+
+def create_app(state: app_module.ServingState) -> Starlette:
+    app = app_module.create_app(state)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            state.ready = False
+            for model in state.models.values():
+                for version in model.versions.values():
+                    await version.batcher.close()
+            if state.tokens is not None:
+                await state.tokens.close()
+            state.predictions.close()  # flushes every buffered record
+            log.info("prediction log closed: %d logged, %d dropped", state.predictions.logged,
+                     state.predictions.dropped)
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+def app_from_environment() -> Starlette:
+    """uvicorn factory for ``--workers N``: each worker rebuilds the state from the config."""
+    config = ServeConfig(**json.loads(os.environ[CONFIG_ENV]))
+    return create_app(build_state(config))
+
+
+def config_environment(config: ServeConfig) -> dict[str, str]:
+    return {CONFIG_ENV: json.dumps(asdict(config))}
