@@ -20,30 +20,38 @@ the temporary directory is removed. Nothing here asserts: it prints numbers and 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 
 import _workload as w
+from _procs import (
+    LOOPBACK,
+    VENV_DIR,
+    BenchError,
+    Server,
+    base_env,
+    ensure_mlflow_venv,
+    free_port,
+    http_status,
+    interrupt_on_term,
+    mlflow_env,
+    once,
+    run_cleanup,
+    stop_group,
+    tail,
+    threadline_importable,
+)
 
-VENV_DIR = BENCH_DIR / ".venv-mlflow"
-VENV_MARKER = VENV_DIR / ".bench-requirements"
-MLFLOW_REQUIREMENT = "mlflow==3.17.2"
 DRIVER = BENCH_DIR / "_mlflow_driver.py"
 
 # Measured earlier (MLflow 3.17, explicit pip requirements); shown when --skip-mlflow is used.
@@ -52,130 +60,7 @@ TARGET_REGISTER_SPEEDUP = 5.0
 TARGET_READ_SPEEDUP = 10.0
 TARGET_READ_P99_MS = 10.0
 
-LOOPBACK = "127.0.0.1"
-
-
-class BenchError(RuntimeError):
-    pass
-
-
-# --------------------------------------------------------------------------- processes
-
-
-class Server:
-    """A server process in its own process group, so stopping it stops its workers too."""
-
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path, log: Path):
-        self.name = name
-        self.log = log
-        self._stopped = False
-        self._log_file = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            cmd,
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def check_alive(self) -> None:
-        rc = self.proc.poll()
-        if rc is not None:
-            raise BenchError(f"{self.name} server exited with code {rc}\n{tail(self.log)}")
-
-    def stop(self) -> None:
-        if self._stopped:  # idempotent: never signal a group id twice
-            return
-        self._stopped = True
-        stop_group(self.proc)
-        self._log_file.close()
-
-
-def stop_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM the process group led by ``proc``, then SIGKILL what is left."""
-    pgid = proc.pid
-    if proc.poll() is None:
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
-    # Workers may outlive their leader: clear the whole group, whatever the leader did.
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-def once(fn):
-    done = False
-
-    def run() -> None:
-        nonlocal done
-        if not done:
-            done = True
-            fn()
-
-    return run
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return ""
-    return "\n".join(f"    {line}" for line in text[-lines:])
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
-
-
-def http_status(url: str, headers: dict[str, str] | None = None) -> int | None:
-    try:
-        with _OPENER.open(urllib.request.Request(url, headers=headers or {}), timeout=3) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except (urllib.error.URLError, OSError):
-        return None
-
-
-def base_env() -> dict[str, str]:
-    env = dict(os.environ)
-    for key in ("no_proxy", "NO_PROXY"):
-        env[key] = ",".join(filter(None, [env.get(key), LOOPBACK, "localhost"]))
-    return env
-
-
 # --------------------------------------------------------------------------- Threadline
-
-
-def threadline_importable() -> None:
-    """Use the installed package, or fall back to this checkout's src/ (also for the server)."""
-    if importlib.util.find_spec("threadline") is None:
-        src = REPO_ROOT / "src"
-        sys.path.insert(0, str(src))
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(src), os.environ.get("PYTHONPATH")])
-        )
-        importlib.invalidate_caches()
-        if importlib.util.find_spec("threadline") is None:
-            raise BenchError("cannot import threadline: run `pip install -e .` first")
 
 
 def run_threadline(args, tmp: Path, features, labels, model, accuracy, status) -> dict:
@@ -283,53 +168,6 @@ def run_threadline(args, tmp: Path, features, labels, model, accuracy, status) -
 
 
 # --------------------------------------------------------------------------- MLflow
-
-
-def ensure_mlflow_venv(status) -> Path:
-    """Create (once) bench/.venv-mlflow with MLflow and the main env's scikit-learn version."""
-    import sklearn
-
-    requirements = [MLFLOW_REQUIREMENT, f"scikit-learn=={sklearn.__version__}"]
-    wanted = "\n".join(requirements) + "\n"
-    python = VENV_DIR / "bin" / "python"
-    if python.exists() and VENV_MARKER.exists() and VENV_MARKER.read_text() == wanted:
-        return python
-    if not python.exists():
-        status(f"creating {VENV_DIR.relative_to(REPO_ROOT)} (once; takes a few minutes)")
-        subprocess.run([sys.executable, "-m", "venv", str(VENV_DIR)], check=True)
-    status(f"installing {' '.join(requirements)} into {VENV_DIR.name}")
-    env = {k: v for k, v in base_env().items() if k != "PYTHONPATH"}
-    proc = subprocess.run(
-        [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", *requirements],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise BenchError(f"pip install into {VENV_DIR} failed:\n{proc.stdout}\n{proc.stderr}")
-    VENV_MARKER.write_text(wanted)
-    return python
-
-
-def mlflow_env() -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in base_env().items()
-        if not k.startswith("MLFLOW_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")
-    }
-    env.update(
-        MLFLOW_DISABLE_TELEMETRY="true",  # no phoning home: loopback traffic only
-        DO_NOT_TRACK="true",
-        # The GenAI job runner (7 huey consumer processes + a store in /dev/shm that is not
-        # removed when the server is killed) is not used by a registry workload; off, it
-        # leaves MLflow more of the 2 cores and nothing behind.
-        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
-        GIT_PYTHON_REFRESH="quiet",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
 
 
 def run_mlflow(args, tmp: Path, status) -> dict:
@@ -505,10 +343,6 @@ def render(console, tl: dict | None, ml: dict | None, meta: dict) -> None:
 # --------------------------------------------------------------------------- main
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--registrations", type=int, default=200, metavar="N")
@@ -535,8 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     console = Console()
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGHUP, _raise_interrupt)
+    interrupt_on_term()
 
     args.cleanup = []
     tmp = Path(tempfile.mkdtemp(prefix="threadline-bench-"))
@@ -569,18 +402,11 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"logs kept in {tmp}")
         return 1
     finally:
-        # Ignore a second Ctrl-C while cleaning up, so nothing is left running.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for stop in reversed(args.cleanup):
-            try:
-                stop()
-            except Exception as e:  # noqa: BLE001 - cleanup must go on
-                console.print(f"[yellow]cleanup step failed:[/] {e!r}")
+        run_cleanup(args.cleanup, lambda msg: console.print(f"[yellow]{msg}[/]"))
         if args.keep_tmp:
             console.print(f"temp dir kept: {tmp}", style="dim")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     import sklearn
 

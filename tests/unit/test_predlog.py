@@ -27,11 +27,12 @@ T0 = datetime(2024, 5, 17, 23, 59, 59, 123456, tzinfo=timezone.utc)
 
 
 def _rec(i: int, *, deployment: str = "churn", inputs: dict[str, object] | None = None,
-         when: datetime = T0) -> predlog.PredictionRecord:
+         when: datetime | None = None) -> predlog.PredictionRecord:
     return predlog.PredictionRecord(
-        prediction_id=f"p{i}", trace_id=f"t{i}", time=when, deployment=deployment,
-        model="churn-model", version=3, inputs={"age": i} if inputs is None else inputs,
-        outputs={"label": i % 2}, confidence=0.9, latency_ms=1.5, escalated=False,
+        prediction_id=f"p{i}", trace_id=f"t{i}", time=when or T0 + timedelta(milliseconds=i),
+        deployment=deployment, model="churn-model", version=3,
+        inputs={"age": i} if inputs is None else inputs, outputs={"label": i % 2},
+        confidence=0.9, latency_ms=1.5, escalated=False,
     )
 
 
@@ -67,12 +68,14 @@ def test_records_round_trip_with_typed_input_columns(tmp_path: Path) -> None:
     assert table.schema.field(sepal).type == pa.float64() and row[sepal] == 5.1
     assert [table.schema.field(f"in_{n}").type for n in ("age", "income", "plan", "member")] == [
         pa.int64(), pa.float64(), pa.string(), pa.bool_()]
-    assert (row["in_age"], row["in_income"], row["in_plan"], row["in_member"]) == (41, 52000.5, "gold", True)
+    typed = (row["in_age"], row["in_income"], row["in_plan"], row["in_member"])
+    assert typed == (41, 52000.5, "gold", True)
     assert "in_image" not in table.column_names and "in_missing" not in table.column_names
 
     both = predlog.read_log(tmp_path)
     assert both["prediction_id"].to_pylist() == ["p1", "p2"]
-    assert both["in_age"].to_pylist() == [41, 2] and both["deployment"].to_pylist() == ["churn", "fraud"]
+    assert both["in_age"].to_pylist() == [41, 2]
+    assert both["deployment"].to_pylist() == ["churn", "fraud"]
     assert predlog.read_log(tmp_path, "nobody").num_rows == 0
 
 
@@ -128,7 +131,8 @@ def test_full_buffer_drops_are_counted_and_record_never_blocks(
 
     monkeypatch.setattr(predlog_files, "_publish", slow_publish)
     reported: list[int] = []
-    log = predlog.PredictionLog(tmp_path, flush_interval=0.02, max_buffer=500, on_drop=reported.append)
+    log = predlog.PredictionLog(tmp_path, flush_interval=0.02, max_buffer=500,
+                                on_drop=reported.append)
     durations: list[float] = []
 
     def produce(worker: int) -> None:
@@ -182,9 +186,9 @@ CHILD = textwrap.dedent("""
     log = predlog.PredictionLog(Path(sys.argv[1]), flush_interval=0.1)
     def rec(i):
         return predlog.PredictionRecord(
-            prediction_id=f"p{i}", trace_id="t", time=datetime.now(timezone.utc), deployment="churn",
-            model="m", version=1, inputs={"age": i}, outputs={"label": 1}, confidence=None,
-            latency_ms=1.0, escalated=False)
+            prediction_id=f"p{i}", trace_id="t", time=datetime.now(timezone.utc),
+            deployment="churn", model="m", version=1, inputs={"age": i}, outputs={"label": 1},
+            confidence=None, latency_ms=1.0, escalated=False)
     for i in range(500):
         log.record(rec(i))
     time.sleep(0.5)  # several flush intervals
@@ -196,7 +200,8 @@ CHILD = textwrap.dedent("""
 
 def test_sigkill_loses_at_most_the_last_flush_interval(tmp_path: Path) -> None:
     src = Path(predlog.__file__).parents[2]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
+    path = os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
     result = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path)], env=env, timeout=60,
                             capture_output=True, text=True)
     assert result.returncode == -signal.SIGKILL, result.stderr
@@ -259,7 +264,8 @@ def test_new_input_names_start_a_new_segment_and_ints_widen(tmp_path: Path) -> N
     log.close()
     table = predlog.read_log(tmp_path)
     assert table.schema.field("in_a").type == pa.float64()
-    assert table["in_a"].to_pylist() == [1.0, 2.0, 2.5] and table["in_b"].to_pylist() == [None, None, "x"]
+    assert table["in_a"].to_pylist() == [1.0, 2.0, 2.5]
+    assert table["in_b"].to_pylist() == [None, None, "x"]
 
 
 def test_parts_left_behind_by_a_crash_during_sealing_are_not_read_twice(tmp_path: Path) -> None:

@@ -125,14 +125,18 @@ class PredictionLog:
         with self._io_lock:
             with self._lock:
                 batch, self._buffer = self._buffer, []
-            if batch:
-                self._write(batch)
+            written = self._write(batch)
             now = time.monotonic()
             for key, segment in list(self._segments.items()):
                 if (seal_all or segment.size >= self._rotate_bytes
                         or now - segment.started >= self._rotate_seconds):
                     self._seal(self._segments.pop(key))
-            self._report_drops(force=seal_all)
+            dropped = self._new_drops(force_log=seal_all)
+        # Callbacks run last and outside the lock: one that raises or flushes loses nothing.
+        if written and self._on_flush is not None:
+            self._on_flush(written)
+        if dropped and self._on_drop is not None:
+            self._on_drop(dropped)
 
     def close(self) -> None:
         """Stop the writer thread, write every buffered record and seal every segment."""
@@ -149,7 +153,9 @@ class PredictionLog:
             except Exception:  # a failing callback must not stop the writer
                 logger.exception("prediction log: flush failed under %s", self.root)
 
-    def _write(self, batch: list[PredictionRecord]) -> None:
+    def _write(self, batch: list[PredictionRecord]) -> int:
+        """Write ``batch`` as one part per deployment and day; return how many reached disk."""
+        written = 0
         groups: dict[tuple[str, str], list[PredictionRecord]] = {}
         for rec in batch:
             day = rec.time.astimezone(timezone.utc).date().isoformat()
@@ -163,20 +169,20 @@ class PredictionLog:
                 logger.exception("prediction log: could not write %d records of deployment %s "
                                  "under %s; counted as dropped", len(records), key[0], self.root)
                 continue
-            self._logged += len(records)
-            if self._on_flush is not None:
-                self._on_flush(len(records))
+            written += len(records)
+        self._logged += written
+        return written
 
     def _segment_for(self, key: tuple[str, str],
                      records: list[PredictionRecord]) -> predlog_files.Segment:
         """The open segment of ``key``, or a new one if there is none or its schema differs."""
-        kinds = predlog_files.input_kinds(records)
         segment = self._segments.get(key)
-        if segment is not None and segment.accepts(kinds):
+        old = segment.kinds if segment is not None else {}
+        kinds = predlog_files.merge_kinds(old, predlog_files.input_kinds(records))
+        if segment is not None and kinds == old:
             return segment
         if segment is not None:
             self._seal(self._segments.pop(key))
-            kinds = {**segment.kinds, **kinds}
         folder = self.root / f"deployment={key[0]}" / f"date={key[1]}"
         folder.mkdir(parents=True, exist_ok=True)
         self._segment_count += 1
@@ -186,20 +192,23 @@ class PredictionLog:
         return segment
 
     def _seal(self, segment: predlog_files.Segment) -> None:
+        if not segment.parts:  # its first write failed
+            return
         try:
             segment.seal()
         except Exception:  # the parts stay complete and readable; only compaction is lost
             logger.exception("prediction log: could not compact segment %s in %s",
                              segment.ident, segment.folder)
 
-    def _report_drops(self, *, force: bool) -> None:
+    def _new_drops(self, *, force_log: bool) -> int:
+        """Drops since the last call; log them if the last warning is old enough (or forced)."""
         total = self._dropped
-        if total > self._drops_reported and self._on_drop is not None:
-            self._on_drop(total - self._drops_reported)
-        self._drops_reported = total
+        new, self._drops_reported = total - self._drops_reported, total
         now = time.monotonic()
-        if total > self._drops_logged and (force or now - self._last_drop_log >= _DROP_LOG_SECONDS):
+        due = force_log or now - self._last_drop_log >= _DROP_LOG_SECONDS
+        if total > self._drops_logged and due:
             logger.warning("prediction log dropped %d records (%d in total): the buffer of %d was "
                            "full or writes failed; the disk under %s is not keeping up",
                            total - self._drops_logged, total, self._max_buffer, self.root)
             self._drops_logged, self._last_drop_log = total, now
+        return new

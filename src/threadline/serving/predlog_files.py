@@ -9,11 +9,13 @@ everything since it was opened on SIGKILL. Instead every flush writes one small,
 
 ``<segment>`` is ``<UTC start, YYYYmmddTHHMMSS>-<writer id>-<count>``, unique per writer.
 Every file is written as ``.<name>.inprogress`` (ignored by pyarrow, and by DuckDB globs of
-``*.parquet``), fsynced, then renamed, so a file under its final name is always complete.
+``*.parquet``), fsynced, then renamed, so a file under its final name is always complete
+(the folder is not fsynced: a power cut may lose the newest rename, never half a file).
 Sealing a segment writes its ``seg-`` file and then deletes its parts. A reader listing
 the folder in between, or after a crash in between, could see rows twice, so ``read_log``
-skips parts whose ``seg-`` file exists; other readers (DuckDB) should do the same. Parts
-left behind by a crashed writer stay readable, only small.
+skips parts whose ``seg-`` file exists; other readers should do the same (DuckDB:
+``read_parquet('<root>/*/*/*.parquet', hive_partitioning=true, union_by_name=true)``).
+Parts left behind by a crashed writer stay readable, only small.
 
 Columns: the fixed fields of ``_FIXED``, ``inputs`` and ``outputs`` as JSON text, and for
 every input whose values are scalars (bool, integer, float, string) a typed column
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 _COMPACT_ROWS = 65_536
 _READ_ATTEMPTS = 5
 _SAFE_COLUMN = re.compile(r"^[a-z_][a-z0-9_]{0,59}$")
+_PLAIN: dict[type, type] = {bool: bool, int: int, float: float, str: str}
 _ARROW = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
 _FIXED = pa.schema([
     ("prediction_id", pa.string()), ("trace_id", pa.string()),
@@ -70,13 +73,16 @@ def column_name(name: str) -> str:
 
 
 def _kind(value: object) -> type | None:
-    if isinstance(value, (bool, np.bool_)):
-        return bool
-    if isinstance(value, numbers.Integral):
-        return int if -(1 << 63) <= int(value) < (1 << 63) else float
-    if isinstance(value, numbers.Real):
-        return float
-    return str if isinstance(value, str) else None
+    kind = _PLAIN.get(type(value))  # an exact lookup first: ABC isinstance checks are slow
+    if kind is None:
+        if isinstance(value, (bool, np.bool_)):
+            return bool
+        if not isinstance(value, numbers.Real):
+            return str if isinstance(value, str) else None
+        kind = int if isinstance(value, numbers.Integral) else float
+    if kind is int and not -(1 << 63) <= value < (1 << 63):  # type: ignore[operator]
+        return None  # beyond int64: kept in the JSON only
+    return kind
 
 
 def _fits(column: type, value: type | None) -> bool:
@@ -99,6 +105,15 @@ def input_kinds(records: Iterable[PredictionRecord]) -> dict[str, type]:
                 clashes.add(name)
                 del kinds[name]
     return kinds
+
+
+def merge_kinds(old: Mapping[str, type], new: Mapping[str, type]) -> dict[str, type]:
+    """``old`` extended by ``new``: an old type is kept where the new one fits it, else replaced."""
+    merged = dict(old)
+    for name, kind in new.items():
+        if not (name in merged and _fits(merged[name], kind)):
+            merged[name] = kind
+    return merged
 
 
 def _schema(kinds: Mapping[str, type]) -> pa.Schema:
@@ -155,11 +170,6 @@ class Segment:
     started: float = field(default_factory=time.monotonic)
     parts: list[Path] = field(default_factory=list)
     size: int = 0
-
-    def accepts(self, kinds: Mapping[str, type]) -> bool:
-        """Whether records with these input kinds fit this segment's schema."""
-        return all(name in self.kinds and _fits(self.kinds[name], kind)
-                   for name, kind in kinds.items())
 
     def write(self, records: list[PredictionRecord]) -> None:
         """Publish ``records`` as the next part."""

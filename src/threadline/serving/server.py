@@ -19,7 +19,7 @@ from typing import AsyncIterator, Callable
 from starlette.applications import Starlette
 
 from threadline.client import Client
-from threadline.domain import errors
+from threadline.domain import errors, names
 from threadline.serving import app as app_module
 from threadline.serving.auth import ControlPlaneTokens, TokenFile, TokenVerifier
 from threadline.serving.batching import BatchPolicy, MicroBatcher
@@ -79,7 +79,7 @@ def build_state(config: ServeConfig, progress: Callable[[str], None] = lambda _m
             weights.setdefault(ref.name, {})[loaded.version] = ref.weight
             progress(f"loaded {ref.name}@{loaded.version} in {loaded.load_seconds:.2f} s")
     served = {name: app_module.ServedModel(name, versions[name], TrafficSplit(weights[name])) for name in versions}
-    deployment = config.deployment or refs[0].name
+    deployment = names.model_name(config.deployment or refs[0].name, field="deployment")
     predictions = PredictionLog(Path(config.log_dir) if config.log_dir else home / "predictions",
                                 flush_interval=config.flush_interval,
                                 on_flush=metrics.logged.inc, on_drop=metrics.dropped.inc)

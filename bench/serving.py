@@ -1,0 +1,693 @@
+#!/usr/bin/env python
+"""Serving benchmark: threadline serve vs a bare Starlette endpoint vs mlflow models serve.
+
+    python bench/serving.py               # 10 s per load level, 3 timed starts per server (~6 min)
+    python bench/serving.py --quick       # 2 s per level, 1 start (~1.5 min)
+    python bench/serving.py --skip-mlflow --models rf --connections 64
+
+Two small models (a LogisticRegression and a 50-tree RandomForest on 20 numeric features,
+fitted on a numpy array) are served one row per request, one server at a time, and loaded by
+the same generator (``wrk``) at 1, 16 and 64 connections:
+
+  (a) in-process ``predict_proba`` in a loop (no HTTP): the ceiling;
+  (b) a minimal hand-written Starlette endpoint on uvicorn + uvloop + httptools
+      (``bench/_bare_app.py``): JSON in, ``predict_proba``, JSON out;
+  (c) ``threadline serve`` with authentication (control-plane tokens), /metrics and the
+      Parquet prediction log on, i.e. its defaults;
+  (d) ``mlflow models serve --env-manager local`` (MLflow 3.17.2 in ``bench/.venv-mlflow``).
+
+Servers run pinned to one core (``taskset -c 0``), ``wrk``, the control plane and this
+script on the other. It prints requests/s, p50 and p99 per server and load level, the ratios
+against (b) and MLflow, the time from process start to ready, and the targets. Every process
+started here is stopped at the end (also on Ctrl-C or an error). Nothing here asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+
+import _workload as w
+from _procs import (
+    LOOPBACK,
+    VENV_DIR,
+    BenchError,
+    Server,
+    base_env,
+    ensure_mlflow_venv,
+    free_port,
+    http_call,
+    http_status,
+    interrupt_on_term,
+    mlflow_env,
+    pinned,
+    run_cleanup,
+    tail,
+    threadline_importable,
+)
+
+RESULT_PREFIX = "BENCH_RESULT "
+REQUEST_ROWS = 256  # distinct rows the load generator cycles through
+SEED = 0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str
+    name: str  # registered name in Threadline, and the OIP model name for (b)
+    title: str
+
+
+MODELS = {
+    "lr": ModelSpec("lr", "bench-lr", "LogisticRegression"),
+    "rf": ModelSpec("rf", "bench-rf", "RandomForestClassifier (50 trees)"),
+}
+SERVERS = ("bare", "threadline", "mlflow")
+LABELS = {
+    "raw": "(a) in-process",
+    "raw64": "(a) in-process, 64-row calls",
+    "bare": "(b) Starlette+uvicorn",
+    "threadline": "(c) threadline serve",
+    "mlflow": "(d) mlflow models serve",
+}
+
+# Targets for (c), from the issue.
+LR_TARGET_CONNECTIONS = (1, 16)
+LR_MIN_THROUGHPUT = 0.9  # × (b)
+LR_MAX_P99 = 1.2  # × (b)
+RF_TARGET_CONNECTIONS = 64
+RF_MIN_SPEEDUP = 5.0  # × (b) and × MLflow, with p99 below (b)'s
+START_MAX_RATIO = 1.5  # start-to-ready, × (b)
+
+# Same on every server and in (a): one BLAS/OpenMP thread, as the server has one core.
+THREAD_LIMITS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+# --------------------------------------------------------------------------- models and data
+
+
+def train_models(keys: list[str]):
+    """The two estimators on 1,000 × 20 numeric features as a numpy array (no column names,
+    so Threadline's inferred signature is one tensor ``input-0`` FP64 [-1, 20])."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    frame, labels = w.make_training_data()
+    x, y = frame.to_numpy(dtype="float64"), labels.to_numpy()
+    makers = {
+        "lr": lambda: LogisticRegression(max_iter=1_000, random_state=SEED),
+        "rf": lambda: RandomForestClassifier(n_estimators=50, random_state=SEED),
+    }
+    return {key: makers[key]().fit(x, y) for key in keys}, x[:REQUEST_ROWS].copy()
+
+
+def request_bodies(kind: str, rows) -> list[bytes]:
+    import orjson
+
+    if kind == "mlflow":
+        return [orjson.dumps({"inputs": [row.tolist()]}) for row in rows]
+    return [
+        orjson.dumps(
+            {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, rows.shape[1]],
+                         "data": row.tolist()}]}
+        )
+        for row in rows
+    ]
+
+
+def probabilities_of(kind: str, body: bytes) -> list[float]:
+    document = json.loads(body)
+    if kind == "mlflow":
+        return [float(v) for row in document["predictions"] for v in row]
+    for tensor in document["outputs"]:
+        if tensor["name"] == "probabilities":
+            return [float(v) for v in tensor["data"]]
+    raise BenchError(f"no probabilities in {body[:200]!r}")
+
+
+# --------------------------------------------------------------------------- load generator
+
+
+def lua_long_string(text: str) -> str:
+    level = 1
+    while f"]{'=' * level}]" in text:
+        level += 1
+    eq = "=" * level
+    return f"[{eq}[{text}]{eq}]"
+
+
+WRK_DONE = r"""
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_RESULT {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"max_us":%d,' ..
+    '"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency.max, e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+def write_wrk_script(path: Path, url_path: str, headers: dict[str, str], bodies: list[bytes]) -> Path:
+    """A wrk script that cycles through ``bodies`` (one POST each) and prints a JSON summary."""
+    lua_headers = ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items())
+    lines = [
+        "local bodies = {",
+        *(f"  {lua_long_string(body.decode())}," for body in bodies),
+        "}",
+        f"local path = {json.dumps(url_path)}",
+        f"local headers = {{{lua_headers}}}",
+        "local reqs, n = {}, 0",
+        "function init(args)",
+        '  for i, body in ipairs(bodies) do reqs[i] = wrk.format("POST", path, headers, body) end',
+        "end",
+        "function request()",
+        "  n = n % #reqs + 1",
+        "  return reqs[n]",
+        "end",
+        WRK_DONE,
+    ]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def run_wrk(args, base_url: str, script: Path, connections: int, seconds: int) -> dict:
+    cmd = pinned(
+        [args.wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s",
+         str(script), base_url],
+        args.client_cpus,
+    )
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60,
+                          stdin=subprocess.DEVNULL, check=False)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            out = json.loads(line[len(RESULT_PREFIX):])
+            seconds_run = out["duration_us"] / 1e6
+            errors = sum(out[k] for k in ("connect", "read", "write", "status", "timeout"))
+            return {
+                "connections": connections,
+                "requests": out["requests"],
+                "seconds": seconds_run,
+                "rps": (out["requests"] - out["status"]) / seconds_run if seconds_run else math.nan,
+                "p50_ms": out["p50_us"] / 1e3,
+                "p99_ms": out["p99_us"] / 1e3,
+                "max_ms": out["max_us"] / 1e3,
+                "errors": errors,
+                "error_detail": {k: out[k] for k in ("connect", "read", "write", "status", "timeout")},
+            }
+    raise BenchError(f"wrk failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def server_env(extra: dict[str, str] | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(base if base is not None else base_env())
+    env.update(THREAD_LIMITS)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+class Target:
+    """How to start one server for one model, and how to talk to it."""
+
+    def __init__(self, kind: str, spec: ModelSpec, ctx: dict):
+        self.kind, self.spec, self.ctx = kind, spec, ctx
+        self.headers: dict[str, str] = {"Content-Type": "application/json"}
+        if kind == "threadline":
+            self.headers["Authorization"] = f"Bearer {ctx['token']}"
+        self.infer_path = "/invocations" if kind == "mlflow" else f"/v2/models/{spec.name}/infer"
+        self.ready_path = {"bare": "/health", "threadline": "/v2/health/ready", "mlflow": "/ping"}[kind]
+
+    def start(self, args, port: int, log: Path) -> Server:
+        tmp: Path = self.ctx["tmp"]
+        if self.kind == "bare":
+            cmd = [sys.executable, "-m", "uvicorn", "--factory", "_bare_app:create_app",
+                   "--app-dir", str(BENCH_DIR), "--host", LOOPBACK, "--port", str(port),
+                   "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+                   "--log-level", "warning"]
+            env = server_env({"BENCH_MODEL_PATH": str(self.ctx["skops"][self.spec.key]),
+                              "BENCH_MODEL_NAME": self.spec.name})
+        elif self.kind == "threadline":
+            version = self.ctx["versions"][self.spec.key]
+            cmd = [sys.executable, "-m", "threadline", "serve", "-m", f"{self.spec.name}@{version}",
+                   "--host", LOOPBACK, "--port", str(port)]
+            env = server_env(self.ctx["threadline_env"])
+        else:
+            cmd = [str(VENV_DIR / "bin" / "mlflow"), "models", "serve",
+                   "-m", str(self.ctx["mlflow_dirs"][self.spec.key]), "--env-manager", "local",
+                   "-p", str(port), "-h", LOOPBACK, "-w", "1"]
+            env = server_env(base=mlflow_env())
+        return Server(f"{self.kind}/{self.spec.key}", cmd, env, cwd=tmp, log=log,
+                      cpus=args.server_cpus)
+
+
+def scrape_metrics(base_url: str, headers: dict[str, str]) -> dict[str, float]:
+    wanted = {
+        "threadline_batch_rows_sum", "threadline_batch_rows_count",
+        "threadline_batch_requests_sum", "threadline_batch_requests_count",
+        "threadline_predictions_logged_total", "threadline_predictions_dropped_total",
+        "threadline_inference_requests_total",
+    }
+    status, body = http_call(f"{base_url}/metrics", headers=headers)
+    if status != 200:
+        raise BenchError(f"GET /metrics answered {status}: {body[:200]!r}")
+    values: dict[str, float] = dict.fromkeys(wanted, 0.0)
+    for line in body.decode().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        series, _, value = line.rpartition(" ")
+        name = series.split("{", 1)[0]
+        if name in wanted:
+            values[name] += float(value)
+    return values
+
+
+def run_server(args, target: Target, expected: list[float], status) -> dict:
+    """Time ``args.starts`` starts; keep the last server up for the load levels."""
+    kind, spec, tmp = target.kind, target.spec, target.ctx["tmp"]
+    log = tmp / f"{kind}-{spec.key}.log"
+    label = f"{LABELS[kind]}, {spec.title}"
+    starts: list[float] = []
+    for i in range(args.starts):
+        status(f"{label}: start {i + 1}/{args.starts}")
+        port = free_port()
+        server = target.start(args, port, log)
+        args.cleanup.append(server.stop)
+        starts.append(server.wait_ready(f"http://{LOOPBACK}:{port}{target.ready_path}",
+                                        args.startup_timeout))
+        if i < args.starts - 1:
+            server.stop()
+    base_url = f"http://{LOOPBACK}:{port}"
+    result: dict = {"server": kind, "model": spec.key, "start_s": starts, "levels": []}
+    try:
+        # Correctness first: the same row must give the same probabilities everywhere.
+        bodies = request_bodies(kind, target.ctx["rows"])
+        code, body = http_call(base_url + target.infer_path, bodies[0], target.headers)
+        if code != 200:
+            raise BenchError(f"{label}: first request answered {code}: {body[:300]!r}\n{tail(log)}")
+        got = probabilities_of(kind, body)
+        if len(got) != len(expected) or any(abs(a - b) > 1e-9 for a, b in zip(got, expected)):
+            raise BenchError(f"{label}: probabilities {got} differ from in-process {expected}")
+        if kind == "threadline":
+            unauth = {k: v for k, v in target.headers.items() if k != "Authorization"}
+            code, _ = http_call(base_url + target.infer_path, bodies[0], unauth)
+            if code != 401:
+                raise BenchError(f"{label}: a request without a token answered {code}, not 401")
+        script = write_wrk_script(tmp / f"{kind}-{spec.key}.lua", target.infer_path,
+                                  target.headers, bodies)
+        for connections in args.connections:
+            status(f"{label}: {connections} connections (warm-up {args.warmup} s)")
+            if args.warmup > 0:
+                run_wrk(args, base_url, script, connections, args.warmup)
+            before = scrape_metrics(base_url, target.headers) if kind == "threadline" else None
+            status(f"{label}: {connections} connections ({args.duration} s)")
+            level = run_wrk(args, base_url, script, connections, args.duration)
+            server.check_alive()
+            if before is not None:
+                after = scrape_metrics(base_url, target.headers)
+                delta = {k: after[k] - before[k] for k in after}
+                calls = delta["threadline_batch_rows_count"]
+                level["batch_calls"] = calls
+                level["rows_per_call"] = delta["threadline_batch_rows_sum"] / calls if calls else None
+            result["levels"].append(level)
+        if kind == "threadline":
+            time.sleep(1.5)  # one more flush interval of the prediction log
+            result["metrics"] = scrape_metrics(base_url, target.headers)
+    finally:
+        server.stop()
+    return result
+
+
+# --------------------------------------------------------------------------- control plane
+
+
+def start_control_plane(args, tmp: Path, models: dict, status) -> dict:
+    threadline_importable()
+    home = tmp / "threadline-home"
+    home.mkdir()
+    env = {k: v for k, v in server_env().items() if not k.startswith("THREADLINE_")}
+    env["THREADLINE_HOME"] = str(home)
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    server = Server("threadline control plane",
+                    [sys.executable, "-m", "threadline", "up", "--host", LOOPBACK, "--port", str(port)],
+                    env, cwd=tmp, log=tmp / "control-plane.log", cpus=args.client_cpus)
+    args.cleanup.append(server.stop)
+    status(f"starting the Threadline control plane on {url}")
+    token_file = home / "admin.token"
+    deadline = time.monotonic() + args.startup_timeout
+    token = None
+    while True:
+        server.check_alive()
+        if token is None and token_file.exists():
+            token = token_file.read_text().strip() or None
+        if token and http_status(f"{url}/api/v1/models", {"Authorization": f"Bearer {token}"}) == 200:
+            break
+        if time.monotonic() > deadline:
+            raise BenchError(f"the control plane did not answer within {args.startup_timeout}s\n"
+                             f"{tail(server.log)}")
+        time.sleep(0.1)
+
+    from threadline import Client
+
+    versions = {}
+    with Client(url, token) as client:
+        for key, model in models.items():
+            status(f"registering {MODELS[key].name}")
+            out = client.register_model(model, MODELS[key].name, owner="bench")
+            versions[key] = out["version"]
+            signature = client.get_version(MODELS[key].name, str(out["version"]))["signature"]
+            names = [spec.get("name") for spec in signature.get("inputs", [])]
+            if names != ["input-0"]:
+                raise BenchError(f"{MODELS[key].name}: expected one input 'input-0', got {names}")
+    serve_env = {k: v for k, v in base_env().items() if not k.startswith("THREADLINE_")}
+    serve_env.update(THREADLINE_URL=url, THREADLINE_TOKEN=token, THREADLINE_HOME=str(home))
+    return {"token": token, "versions": versions, "threadline_env": serve_env}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def ratio(a, b):
+    if a is None or b is None or not b or (isinstance(a, float) and math.isnan(a)):
+        return None
+    return a / b
+
+
+def render_model(console, spec: ModelSpec, results: dict, args) -> list[str]:
+    """One table for one model; returns the unmet targets as text."""
+    from rich.table import Table
+
+    def fmt(v, spec_="{:,.0f}"):
+        return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else spec_.format(v)
+
+    def x(v):
+        return fmt(v, "{:,.2f}×")
+
+    misses: list[str] = []
+    table = Table(title=f"{spec.title}: 1 row per request, {args.duration} s per level",
+                  caption="× (b) req/s: throughput ÷ (b)'s; × (b) p99: p99 ÷ (b)'s (lower is better); "
+                          "× MLflow: throughput ÷ (d)'s.\nrows/call: mean rows per model call "
+                          "(threadline_batch_rows from /metrics, this level only).")
+    for col, justify in (("server", "left"), ("conns", "right"), ("req/s", "right"),
+                         ("p50 ms", "right"), ("p99 ms", "right"), ("× (b) req/s", "right"),
+                         ("× (b) p99", "right"), ("× MLflow", "right"), ("rows/call", "right"),
+                         ("target for (c)", "left"), ("", "left")):
+        table.add_column(col, justify=justify)
+
+    raw = results.get(("raw", spec.key))
+    if raw:
+        for entry in raw:
+            key = "raw" if entry["batch"] == 1 else "raw64"
+            rate = entry["rows_per_s"]
+            table.add_row(LABELS[key] if entry["batch"] in (1, 64) else f"(a) {entry['batch']}-row calls",
+                          "—", fmt(rate) + ("" if entry["batch"] == 1 else " rows"),
+                          fmt(entry["p50_ms"], "{:,.2f}"), fmt(entry["p99_ms"], "{:,.2f}"),
+                          "", "", "", str(entry["batch"]), "", "")
+        table.add_section()
+
+    def level(kind: str, connections: int) -> dict | None:
+        found = results.get((kind, spec.key))
+        if not found:
+            return None
+        return next((lv for lv in found["levels"] if lv["connections"] == connections), None)
+
+    for connections in args.connections:
+        bare, ml = level("bare", connections), level("mlflow", connections)
+        for kind in SERVERS:
+            lv = level(kind, connections)
+            if lv is None:
+                continue
+            target_text, verdict = "", ""
+            vs_bare = ratio(lv["rps"], bare and bare["rps"])
+            p99_vs_bare = ratio(lv["p99_ms"], bare and bare["p99_ms"])
+            vs_ml = ratio(lv["rps"], ml and ml["rps"])
+            if kind == "threadline":
+                checks: list[tuple[str, bool | None]] = []
+                if spec.key == "lr" and connections in LR_TARGET_CONNECTIONS:
+                    target_text = f"≥ {LR_MIN_THROUGHPUT}× (b), p99 ≤ {LR_MAX_P99}× (b)"
+                    checks = [("throughput", None if vs_bare is None else vs_bare >= LR_MIN_THROUGHPUT),
+                              ("p99", None if p99_vs_bare is None else p99_vs_bare <= LR_MAX_P99)]
+                elif spec.key == "rf" and connections == RF_TARGET_CONNECTIONS:
+                    target_text = f"≥ {RF_MIN_SPEEDUP:g}× (b) and MLflow, p99 < (b)"
+                    checks = [("vs (b)", None if vs_bare is None else vs_bare >= RF_MIN_SPEEDUP),
+                              ("vs MLflow", None if vs_ml is None else vs_ml >= RF_MIN_SPEEDUP),
+                              ("p99", None if p99_vs_bare is None else p99_vs_bare < 1.0)]
+                if checks:
+                    failed = [name for name, ok in checks if ok is False]
+                    unknown = [name for name, ok in checks if ok is None]
+                    if failed:
+                        verdict = f"[red]not met ({', '.join(failed)})[/]"
+                        misses.append(f"{spec.title}, {connections} conns: {', '.join(failed)} "
+                                      f"(× (b) {fmt(vs_bare, '{:.2f}')}, p99 × (b) "
+                                      f"{fmt(p99_vs_bare, '{:.2f}')}, × MLflow {fmt(vs_ml, '{:.2f}')})")
+                    else:
+                        verdict = "[green]met[/]" + (f" ({', '.join(unknown)} n/a)" if unknown else "")
+            if lv["errors"]:
+                verdict += f" [red]{lv['errors']} errors {lv['error_detail']}[/]"
+            rows_per_call = lv.get("rows_per_call")
+            table.add_row(
+                LABELS[kind], str(connections), fmt(lv["rps"]), fmt(lv["p50_ms"], "{:,.2f}"),
+                fmt(lv["p99_ms"], "{:,.2f}"),
+                "" if kind == "bare" else x(vs_bare), "" if kind == "bare" else x(p99_vs_bare),
+                "" if kind == "mlflow" else x(vs_ml),
+                fmt(rows_per_call, "{:,.1f}") if rows_per_call is not None else "",
+                target_text, verdict,
+            )
+        table.add_section()
+    console.print(table)
+    return misses
+
+
+def render_starts(console, results: dict, args) -> list[str]:
+    from rich.table import Table
+
+    misses: list[str] = []
+    table = Table(title=f"Process start to ready (median of {args.starts} start(s); "
+                        "readiness polled every 20 ms)",
+                  caption="(b) /health, (c) /v2/health/ready, (d) /ping answering 200")
+    table.add_column("server")
+    for key in args.models:
+        table.add_column(f"{MODELS[key].title} s", justify="right")
+        table.add_column("× (b)", justify="right")
+    table.add_column("target for (c)")
+    table.add_column("")
+    for kind in SERVERS:
+        cells, verdicts = [], []
+        if not any((kind, key) in results for key in args.models):
+            continue
+        for key in args.models:
+            found, bare = results.get((kind, key)), results.get(("bare", key))
+            s = median(found["start_s"]) if found else None
+            b = median(bare["start_s"]) if bare else None
+            r = ratio(s, b)
+            cells += ["—" if s is None else f"{s:,.2f}", "" if kind == "bare" or r is None else f"{r:,.2f}×"]
+            if kind == "threadline" and r is not None:
+                verdicts.append(r <= START_MAX_RATIO)
+                if r > START_MAX_RATIO:
+                    misses.append(f"start to ready, {MODELS[key].title}: {s:.2f} s = {r:.2f}× (b) "
+                                  f"({b:.2f} s)")
+        verdict = ""
+        if kind == "threadline" and verdicts:
+            verdict = "[green]met[/]" if all(verdicts) else "[red]not met[/]"
+        table.add_row(LABELS[kind], *cells, f"≤ {START_MAX_RATIO}× (b)" if kind == "threadline" else "",
+                      verdict)
+    console.print(table)
+    return misses
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_cpus(text: str) -> list[int]:
+    return sorted({int(part) for part in text.split(",") if part.strip()})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, metavar="SECONDS",
+                        help="measured seconds per server and load level (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, metavar="SECONDS",
+                        help="unmeasured load before each level (default 2; 0 to skip)")
+    parser.add_argument("--connections", default="1,16,64",
+                        help="comma-separated load levels (default 1,16,64)")
+    parser.add_argument("--starts", type=int, default=3, metavar="N",
+                        help="timed starts per server and model; the median is shown (default 3)")
+    parser.add_argument("--quick", action="store_true",
+                        help="about a minute: --duration 2 --warmup 1 --starts 1")
+    parser.add_argument("--models", default="lr,rf", help="lr, rf or both (default lr,rf)")
+    parser.add_argument("--skip-mlflow", action="store_true", help="no (d)")
+    parser.add_argument("--skip-threadline", action="store_true", help="no (c)")
+    parser.add_argument("--server-cpus", default="0", help="CPUs for the servers (default 0)")
+    parser.add_argument("--client-cpus", default="1",
+                        help="CPUs for wrk, the control plane and this script (default 1)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin anything to CPUs")
+    parser.add_argument("--startup-timeout", type=float, default=120.0, metavar="SECONDS")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write all results here")
+    parser.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (server logs)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.warmup, args.starts = 2, 1, 1
+    args.connections = [int(c) for c in args.connections.split(",") if c.strip()]
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not args.connections or min(args.connections) < 1:
+        parser.error("--connections needs positive numbers")
+    if not args.models or any(m not in MODELS for m in args.models):
+        parser.error(f"--models: choose from {', '.join(MODELS)}")
+    if args.duration < 1 or args.starts < 1 or args.warmup < 0:
+        parser.error("--duration and --starts must be at least 1, --warmup at least 0")
+    args.wrk = shutil.which("wrk")
+    if args.wrk is None:
+        parser.error("wrk is not installed: apt-get install -y wrk (or your OS's package)")
+    cpus = sorted(os.sched_getaffinity(0))
+    args.server_cpus, args.client_cpus = parse_cpus(args.server_cpus), parse_cpus(args.client_cpus)
+    if args.no_pin or len(cpus) < 2 or shutil.which("taskset") is None:
+        args.server_cpus = args.client_cpus = None
+    elif not set(args.server_cpus) <= set(cpus) or not set(args.client_cpus) <= set(cpus):
+        parser.error(f"--server-cpus/--client-cpus must be among {cpus}")
+    else:
+        os.sched_setaffinity(0, args.client_cpus)  # this script stays off the server's core
+
+    from rich.console import Console
+
+    console = Console()
+    interrupt_on_term()
+    args.cleanup = []
+    tmp = Path(tempfile.mkdtemp(prefix="threadline-serving-bench-"))
+    results: dict = {}
+    t_start = time.monotonic()
+    try:
+        with console.status("preparing") as spinner:
+
+            def status(msg: str) -> None:
+                spinner.update(msg)
+
+            status("training the models")
+            import numpy as np
+            import skops.io
+
+            models, rows = train_models(args.models)
+            rows_path = tmp / "rows.npy"
+            np.save(rows_path, rows)
+            skops_paths = {}
+            for key, model in models.items():
+                skops_paths[key] = tmp / f"{key}.skops"
+                skops.io.dump(model, skops_paths[key])
+            expected = {key: model.predict_proba(rows[:1]).ravel().tolist()
+                        for key, model in models.items()}
+            ctx: dict = {"tmp": tmp, "rows": rows, "skops": skops_paths}
+
+            if not args.skip_mlflow:
+                python = ensure_mlflow_venv(status)
+                status("saving the MLflow model folders (in .venv-mlflow)")
+                ctx["mlflow_dirs"] = {key: tmp / f"mlflow-{key}" for key in models}
+                proc = subprocess.run(
+                    [str(python), str(BENCH_DIR / "_mlflow_save.py"), "--rows", str(rows_path),
+                     *(f"{skops_paths[k]}:{ctx['mlflow_dirs'][k]}" for k in models)],
+                    env=mlflow_env(), cwd=tmp, capture_output=True, text=True,
+                    stdin=subprocess.DEVNULL, timeout=600, check=False)
+                if proc.returncode != 0:
+                    raise BenchError(f"saving the MLflow models failed:\n{proc.stdout}\n{proc.stderr}")
+
+            raw_seconds = min(args.duration, 5)
+            for key in models:
+                status(f"{LABELS['raw']} predict_proba, {MODELS[key].title} ({2 * raw_seconds} s)")
+                proc = subprocess.run(
+                    pinned([sys.executable, str(BENCH_DIR / "_bare_app.py"), "raw",
+                            "--model", str(skops_paths[key]), "--rows", str(rows_path),
+                            "--duration", str(raw_seconds), "--warmup", "0.5",
+                            "--batch", "1", "--batch", "64"], args.server_cpus),
+                    env=server_env(), capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                    timeout=120, check=False)
+                line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)), None)
+                if proc.returncode != 0 or line is None:
+                    raise BenchError(f"in-process measurement failed:\n{proc.stdout}\n{proc.stderr}")
+                results[("raw", key)] = json.loads(line[len(RESULT_PREFIX):])
+
+            if not args.skip_threadline:
+                ctx.update(start_control_plane(args, tmp, models, status))
+
+            for key in models:
+                for kind in SERVERS:
+                    if (kind == "mlflow" and args.skip_mlflow) or \
+                            (kind == "threadline" and args.skip_threadline):
+                        continue
+                    t0 = time.monotonic()
+                    results[(kind, key)] = run_server(args, Target(kind, MODELS[key], ctx),
+                                                      expected[key], status)
+                    console.log(f"{LABELS[kind]}, {MODELS[key].title}: done in "
+                                f"{time.monotonic() - t0:,.0f} s")
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted; stopping servers[/]")
+        return 130
+    except BenchError as e:
+        console.print(f"[red]benchmark failed:[/] {e}", highlight=False)
+        if args.keep_tmp:
+            console.print(f"logs kept in {tmp}")
+        return 1
+    finally:
+        run_cleanup(args.cleanup, lambda msg: console.print(f"[yellow]{msg}[/]"))
+        if args.keep_tmp:
+            console.print(f"temp dir kept: {tmp}", style="dim")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    import sklearn
+
+    misses: list[str] = []
+    for key in args.models:
+        misses += render_model(console, MODELS[key], results, args)
+    misses += render_starts(console, results, args)
+    for key in args.models:
+        found = results.get(("threadline", key))
+        if found and "metrics" in found:
+            m = found["metrics"]
+            console.print(
+                f"(c) {MODELS[key].name}: {m['threadline_inference_requests_total']:,.0f} requests, "
+                f"{m['threadline_predictions_logged_total']:,.0f} predictions logged, "
+                f"{m['threadline_predictions_dropped_total']:,.0f} dropped; "
+                f"{m['threadline_batch_rows_count']:,.0f} model calls", style="dim")
+    meta = {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "mlflow": "skipped" if args.skip_mlflow else "3.17.2",
+        "load": f"wrk -t1, {args.warmup} s warm-up",
+        "server_cpus": args.server_cpus,
+        "client_cpus": args.client_cpus,
+        "cpus": os.cpu_count(),
+        "wall": f"{time.monotonic() - t_start:,.0f} s",
+    }
+    console.print(" ".join(f"{k}={v}" for k, v in meta.items()), style="dim")
+    if misses:
+        console.print("[red]targets not met:[/]\n" + "\n".join(f"  - {m}" for m in misses))
+    elif not args.skip_threadline:
+        console.print("[green]all targets met[/]")
+    if args.json:
+        args.json.write_text(json.dumps(
+            {"meta": meta, "results": [{"key": list(k), **({"data": v} if isinstance(v, list) else v)}
+                                       for k, v in results.items()], "misses": misses}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

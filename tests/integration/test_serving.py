@@ -1,0 +1,208 @@
+"""``threadline serve`` against a real control plane, driven by real OIP v2 clients."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+from support import ControlPlane, free_port
+from threadline import Client
+from threadline.serving.predlog import read_log
+
+pytestmark = pytest.mark.integration
+
+X, Y = make_classification(n_samples=400, n_features=6, random_state=1)
+FOREST = RandomForestClassifier(n_estimators=15, random_state=0).fit(X, Y)
+LINEAR = LogisticRegression(max_iter=500).fit(X, Y)
+
+
+class Server:
+    def __init__(self, plane: ControlPlane, home: Path, *args: str) -> None:
+        self.plane, self.home = plane, home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = home / f"serve-{self.port}.log"
+        env = {**plane.cli_env(), "THREADLINE_HOME": str(home)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "threadline", "serve", "--port", str(self.port), "--log-dir",
+             str(home / "predictions"), "--flush-interval", "0.2", *args],
+            env=env, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 90) -> "Server":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"serve exited: {self.log()}")
+            try:
+                if httpx.get(self.url + "/v2/health/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"serve never became ready: {self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=30)
+        return self.process.returncode
+
+    def infer(self, model: str, rows: np.ndarray, *, version: int | None = None,
+              headers: dict[str, str] | None = None) -> httpx.Response:
+        path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
+        body = {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": list(rows.shape),
+                            "data": rows.ravel().tolist()}]}
+        return httpx.post(self.url + path, json=body, headers=self.plane.auth() if headers is None else headers)
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    folder = tmp_path_factory.mktemp("serving")
+    control = ControlPlane(home=folder / "home", database_url=f"sqlite:///{folder / 'db.sqlite'}").start()
+    with Client(control.url, control.token) as client:
+        client.register_model(FOREST, "forest", owner="t")
+        client.register_model(LINEAR, "forest")  # version 2: a different model, same signature
+        client.set_alias("forest", "champion", 1)
+    try:
+        yield control
+    finally:
+        control.stop()
+
+
+@pytest.fixture
+def server(plane: ControlPlane, tmp_path: Path) -> Iterator[Server]:
+    serving = Server(plane, tmp_path, "-m", "forest@champion", "--escalate-below", "0.9").wait_ready()
+    try:
+        yield serving
+    finally:
+        serving.stop()
+
+
+def test_tritonclient_works_unchanged(server: Server) -> None:
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(url=f"127.0.0.1:{server.port}")
+    headers = server.plane.auth()
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("forest", headers=headers)
+    metadata = client.get_model_metadata("forest", headers=headers)
+    assert metadata["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 6]}]
+    assert {o["name"] for o in metadata["outputs"]} == {"label", "probabilities"}
+    batch = X[:5]
+    tensor = triton.InferInput("input-0", list(batch.shape), "FP64")
+    tensor.set_data_from_numpy(batch)
+    result = client.infer("forest", [tensor], headers=headers)
+    assert np.array_equal(result.as_numpy("label"), FOREST.predict(batch))
+    assert np.array_equal(result.as_numpy("probabilities"), FOREST.predict_proba(batch))
+    assert result.get_response()["model_version"] == "1"
+
+
+def test_bad_requests_get_400s_that_name_the_problem(server: Server) -> None:
+    url, auth = server.url + "/v2/models/forest/infer", server.plane.auth()
+    good = {"name": "input-0", "datatype": "FP64", "shape": [1, 6], "data": [0.1] * 6}
+    cases = [
+        ({"inputs": [{**good, "name": "x"}]}, "x"),
+        ({"inputs": [{**good, "datatype": "FP32"}]}, "FP64"),
+        ({"inputs": [{**good, "shape": [1, 5], "data": [0.1] * 5}]}, "shape"),
+        ({"inputs": [{**good, "data": [0.1] * 5}]}, "6"),
+        ({"inputs": [{**good, "shape": [0, 6], "data": []}]}, "empty"),
+        ({"inputs": [{**good, "data": [0.1] * 5 + ["NaN"]}]}, "input-0"),
+        ({"inputs": []}, "inputs"),
+    ]
+    for body, needle in cases:
+        response = httpx.post(url, json=body, headers=auth)
+        assert response.status_code == 400 and needle in response.json()["error"], (body, response.text)
+    malformed = httpx.post(url, content=b"{not json", headers={**auth, "content-type": "application/json"})
+    assert malformed.status_code == 400
+    huge = httpx.post(url, content=b"[" + b"1," * (5 << 20) + b"1]", headers=auth)
+    assert huge.status_code == 413
+    assert httpx.post(server.url + "/v2/models/nope/infer", json={"inputs": [good]}, headers=auth).status_code == 404
+    assert server.infer("forest", X[:1], version=9).status_code == 404
+    assert server.infer("forest", X[:1]).status_code == 200  # still serving
+
+
+def test_tokens_are_required_on_model_routes(server: Server) -> None:
+    assert server.infer("forest", X[:1], headers={}).status_code == 401
+    assert server.infer("forest", X[:1], headers={"Authorization": "Bearer tl_" + "x" * 43}).status_code == 401
+    assert httpx.get(server.url + "/metrics").status_code == 401
+    assert httpx.get(server.url + "/v2/health/live").status_code == 200
+
+
+def test_predictions_are_logged_and_flushed_on_sigterm(plane: ControlPlane, tmp_path: Path) -> None:
+    # A flush interval longer than the test: only the graceful shutdown can write the records.
+    server = Server(plane, tmp_path, "-m", "forest@champion", "--escalate-below", "0.9",
+                    "--flush-interval", "120").wait_ready()
+    ids, escalated = [], []
+    for i in range(20):
+        response = server.infer("forest", X[i:i + 1], headers={**server.plane.auth(),
+                                                                "traceparent": f"00-{'ab' * 16}-{'cd' * 8}-01"})
+        body = response.json()
+        ids += body["parameters"]["prediction_ids"]
+        escalated += body["parameters"]["escalated"]
+        assert response.headers["traceparent"].startswith("00-" + "ab" * 16)
+    multi = server.infer("forest", X[:3]).json()
+    ids += multi["parameters"]["prediction_ids"]
+    metrics = httpx.get(server.url + "/metrics", headers=server.plane.auth()).text
+    assert 'threadline_inference_requests_total{model="forest",status="ok",version="1"}' in metrics
+    assert "threadline_batch_rows_bucket" in metrics
+    assert server.stop() in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after its graceful shutdown
+    table = read_log(server.home / "predictions").to_pylist()
+    assert sorted(r["prediction_id"] for r in table) == sorted(ids)
+    first = next(r for r in table if r["prediction_id"] == ids[0])
+    assert first["trace_id"] == "ab" * 16 and first["model"] == "forest" and first["version"] == 1
+    probability = FOREST.predict_proba(X[:1]).max()
+    assert first["confidence"] == pytest.approx(probability) and first["escalated"] == (probability < 0.9)
+    assert sum(r["escalated"] for r in table if r["prediction_id"] in ids[:20]) == sum(escalated)
+
+
+def test_canary_split_is_exact_and_versions_are_addressable(plane: ControlPlane, tmp_path: Path) -> None:
+    serving = Server(plane, tmp_path, "-m", "forest@1=90", "-m", "forest@2=10").wait_ready()
+    try:
+        answered = Counter(serving.infer("forest", X[:1]).json()["model_version"] for _ in range(100))
+        assert answered == {"1": 90, "2": 10}
+        explicit = serving.infer("forest", X[:4], version=2).json()
+        labels = next(o for o in explicit["outputs"] if o["name"] == "label")["data"]
+        assert labels == LINEAR.predict(X[:4]).tolist()
+        sticky = {serving.infer("forest", X[:1], headers={**plane.auth(), "x-threadline-route-key": "user-7"})
+                  .json()["model_version"] for _ in range(10)}
+        assert len(sticky) == 1
+    finally:
+        serving.stop()
+
+
+def test_rate_limit_answers_429_with_retry_after(plane: ControlPlane, tmp_path: Path) -> None:
+    serving = Server(plane, tmp_path, "-m", "forest@1", "--rate-limit", "0.5", "--rate-burst", "2").wait_ready()
+    try:
+        statuses = [serving.infer("forest", X[:1]) for _ in range(3)]
+        assert [r.status_code for r in statuses] == [200, 200, 429]
+        assert int(statuses[2].headers["retry-after"]) >= 1
+    finally:
+        serving.stop()
+
+
+def test_corrupted_artifact_refuses_to_load(plane: ControlPlane, tmp_path: Path) -> None:
+    Server(plane, tmp_path, "-m", "forest@1").wait_ready().stop()
+    cached = next(p for p in (tmp_path / "serving-cache").rglob("*") if p.is_file())
+    os.chmod(cached, 0o600)
+    data = bytearray(cached.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    cached.write_bytes(bytes(data))
+    broken = Server(plane, tmp_path, "-m", "forest@1")
+    assert broken.process.wait(timeout=90) != 0
+    assert "digest mismatch" in broken.log()
