@@ -314,14 +314,12 @@ def test_tritonclients_own_request_bodies_decode() -> None:
 
 
 @pytest.mark.parametrize(("case", "message"), [
-    ("no header", "input 'x': has binary_data_size, but the request has no "
-                  "Inference-Header-Content-Length header"),
+    ("no header", "input 'x': has binary_data_size, but the request has no Inference-Header-"),
+    ("no header, binary data", "request body is not valid JSON: "),
     ("short", "input 'x': binary_data_size 16 runs past the end of the binary data (8 bytes left)"),
-    ("left over", "the binary data after the JSON header is 24 bytes, but the inputs' "
-                  "binary_data_size add up to 16"),
+    ("left over", "the binary data after the JSON header is 24 bytes, but the inputs' binary"),
     ("wrong size", "input 'x': binary_data_size is 8 bytes; shape [2] needs 16"),
-    ("data too", "input 'x': binary_data_size must be a non-negative integer, and then data "
-                 "must be absent"),
+    ("data too", "input 'x': binary_data_size must be a non-negative integer, and then data"),
     ("bad header", "Inference-Header-Content-Length: must be the byte length of the JSON header"),
 ])
 def test_binary_refusals(case: str, message: str) -> None:
@@ -335,10 +333,15 @@ def test_binary_refusals(case: str, message: str) -> None:
         payload, length = binary_body([(entry, raw[:8])])
     elif case == "data too":
         payload, length = binary_body([({**entry, "data": [1.0, 2.0]}, raw)])
+    elif case == "no header":
+        payload, length = binary_body([(entry, b"")])
     else:
         payload, length = binary_body([(entry, raw + (b"\0" * 8 if case == "left over" else b""))])
-    length = {"no header": None, "bad header": "12x"}.get(case, length)
-    assert refused(payload, header_length=length).startswith(message)
+    length = {"no header": None, "no header, binary data": None, "bad header": "12x"}.get(case, length)
+    refusal = refused(payload, header_length=length)
+    assert refusal.startswith(message)
+    if case == "no header, binary data":
+        assert refusal.endswith("binary tensor data needs the Inference-Header-Content-Length header")
 
 
 @pytest.mark.parametrize(("raw", "message"), [

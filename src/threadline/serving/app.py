@@ -129,7 +129,7 @@ def create_app(state: ServingState) -> Starlette:
         return served.versions[int(text)]
 
     async def server_metadata(request: Request) -> Response:
-        return _json({"name": "threadline", "version": __version__, "extensions": []})
+        return _json({"name": "threadline", "version": __version__, "extensions": ["binary_tensor_data"]})
 
     async def live(request: Request) -> Response:
         return _json({"live": True})
@@ -162,7 +162,8 @@ def create_app(state: ServingState) -> Starlette:
         labels = (served.name, str(loaded.version))
         try:
             body = await _body(request, state.max_body_bytes)
-            decoded = tensors.decode_request(body, loaded.signature.inputs)
+            decoded = tensors.decode_request(body, loaded.signature.inputs,
+                                             header_length=request.headers.get("inference-header-content-length"))
             wanted = tensors.select_outputs(loaded.signature.outputs, decoded.requested_outputs)
             outputs = await chosen.batcher.submit(decoded.tensors, decoded.rows)
         except Exception:

@@ -22,6 +22,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from threadline.serving import tensors
+
 Tensors = dict[str, np.ndarray]
 PredictFn = Callable[[Mapping[str, np.ndarray]], Tensors]
 
@@ -127,9 +129,5 @@ class MicroBatcher:
 def _predict_batch(predict: PredictFn, batch: list[_Pending]) -> list[Tensors]:
     if len(batch) == 1:
         return [predict(batch[0].inputs)]
-    names = batch[0].inputs.keys()
-    merged = {name: np.concatenate([p.inputs[name] for p in batch], axis=0) for name in names}
-    outputs = predict(merged)
-    bounds = np.cumsum([p.rows for p in batch])[:-1]
-    parts = {name: np.split(value, bounds, axis=0) for name, value in outputs.items()}
-    return [{name: parts[name][i] for name in parts} for i in range(len(batch))]
+    outputs = predict(tensors.concat_rows([p.inputs for p in batch]))
+    return tensors.split_rows(outputs, [p.rows for p in batch])

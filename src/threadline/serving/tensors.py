@@ -72,7 +72,10 @@ def decode_request(body: bytes, inputs: Sequence[TensorSpec], *, max_rows: int =
     try:
         document = orjson.loads(header)
     except orjson.JSONDecodeError as exc:
-        raise errors.InvalidInput(f"request body is not valid JSON: {exc}") from None
+        hint = ""
+        if header_length is None and b'"binary_data_size"' in body:
+            hint = f"; binary tensor data needs the {_binary.HEADER} header"
+        raise errors.InvalidInput(f"request body is not valid JSON: {exc}{hint}") from None
     if not isinstance(document, dict):
         raise errors.InvalidInput("request body must be a JSON object")
     request_id = document.get("id")
