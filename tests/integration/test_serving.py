@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -206,3 +207,54 @@ def test_corrupted_artifact_refuses_to_load(plane: ControlPlane, tmp_path: Path)
     broken = Server(plane, tmp_path, "-m", "forest@1")
     assert broken.process.wait(timeout=90) != 0
     assert "digest mismatch" in broken.log()
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress")
+                                                                         .ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_token_file_tls_and_two_workers(plane: ControlPlane, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("tl_" + "s" * 43 + "\n")
+    tokens.chmod(0o644)
+    refused = Server(plane, tmp_path, "-m", "forest@1", "--token-file", str(tokens))
+    assert refused.process.wait(timeout=90) != 0 and "chmod 600" in refused.log()
+    tokens.chmod(0o600)
+    cert, key = _self_signed(tmp_path)
+    serving = Server(plane, tmp_path, "-m", "forest@1", "--token-file", str(tokens), "--workers", "2",
+                     "--tls-cert", str(cert), "--tls-key", str(key))
+    serving.url = serving.url.replace("http://", "https://")
+    deadline = time.monotonic() + 120
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(cert))) as client:
+        while time.monotonic() < deadline:
+            try:
+                if client.get(serving.url + "/v2/health/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        body = {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 6], "data": X[0].tolist()}]}
+        url = serving.url + "/v2/models/forest/infer"
+        assert client.post(url, json=body, headers={"Authorization": "Bearer tl_" + "s" * 43}).status_code == 200
+        assert client.post(url, json=body, headers=plane.auth()).status_code == 401  # not in the file
+    children = subprocess.run(["pgrep", "-P", str(serving.process.pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) >= 2, serving.log()
+    serving.stop()
