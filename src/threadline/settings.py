@@ -63,3 +63,11 @@ class ClientSettings(BaseSettings):
     token: str | None = None
     home: Path = Path(".threadline")
     port: int = DEFAULT_PORT
+
+
+class TelemetrySettings(BaseSettings):
+    """The standard OpenTelemetry variable (no THREADLINE_ prefix): where spans are exported."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    otel_exporter_otlp_endpoint: str | None = None

@@ -258,3 +258,45 @@ def test_token_file_tls_and_two_workers(plane: ControlPlane, tmp_path: Path) -> 
     children = subprocess.run(["pgrep", "-P", str(serving.process.pid)], capture_output=True, text=True).stdout.split()
     assert len(children) >= 2, serving.log()
     serving.stop()
+
+
+def test_spans_are_exported_over_otlp(plane: ControlPlane, tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    spans: list[object] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            body = self.rfile.read(int(self.headers["content-length"]))
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            spans.extend(s for r in request.resource_spans for ss in r.scope_spans for s in ss.spans)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    collector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{collector.server_address[1]}"
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+    try:
+        serving = Server(plane, tmp_path, "-m", "forest@1").wait_ready()
+    finally:
+        del os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    trace_id = "12" * 16
+    response = serving.infer("forest", X[:1], headers={**plane.auth(), "traceparent": f"00-{trace_id}-{'34' * 8}-01"})
+    assert response.headers["traceparent"].startswith(f"00-{trace_id}-")
+    serving.stop()  # shutdown flushes the span processor
+    collector.shutdown()
+    exported = [s for s in spans if s.trace_id.hex() == trace_id]  # type: ignore[attr-defined]
+    assert len(exported) == 1, spans
+    span = exported[0]
+    assert span.parent_span_id.hex() == "34" * 8  # type: ignore[attr-defined]
+    assert response.headers["traceparent"].split("-")[2] == span.span_id.hex()  # type: ignore[attr-defined]
+    attributes = {a.key: a.value for a in span.attributes}  # type: ignore[attr-defined]
+    assert attributes["threadline.model"].string_value == "forest"

@@ -40,7 +40,7 @@ def serve(
 
     from threadline.client import Client
     from threadline.serving import server
-    from threadline.settings import ClientSettings
+    from threadline.settings import ClientSettings, TelemetrySettings
 
     with Client() as probe:  # finds the control plane and token the way every command does
         url, token = probe.url, probe.token
@@ -49,7 +49,8 @@ def serve(
         deployment=deployment, token_file=str(token_file) if token_file else None,
         log_dir=str(log_dir) if log_dir else None, max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms,
         rate_limit=rate_limit, rate_burst=rate_burst, max_body_bytes=max_body_bytes,
-        escalate_below=escalate_below, flush_interval=flush_interval)
+        escalate_below=escalate_below, flush_interval=flush_interval,
+        otlp_endpoint=TelemetrySettings().otel_exporter_otlp_endpoint)
     tls = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)} if tls_cert and tls_key else {}
     scheme = "https" if tls else "http"
     common = dict(host=host, port=port, log_level="warning", access_log=False, server_header=False, **tls)

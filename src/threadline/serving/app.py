@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
@@ -64,6 +64,7 @@ class ServingState:
     limiter: RateLimiter
     predictions: PredictionLog
     metrics: metrics_module.ServingMetrics
+    tracer: tracing.Tracer = field(default_factory=tracing.W3CTracer)
     max_body_bytes: int = 8 << 20
     escalate_below: float | None = None
     ready: bool = False
@@ -155,19 +156,26 @@ def create_app(state: ServingState) -> Starlette:
 
     async def infer(request: Request) -> Response:
         started = time.perf_counter()
-        trace = tracing.from_header(request.headers.get("traceparent"))
-        served = model(request)
-        chosen = version(request, served)
+        span = state.tracer.start(request.headers.get("traceparent"), "infer")
+        try:
+            served = model(request)
+            chosen = version(request, served)
+        except Exception as exc:
+            span.end(str(exc))
+            raise
         loaded = chosen.loaded
         labels = (served.name, str(loaded.version))
+        span.attributes.update({"threadline.model": served.name, "threadline.version": loaded.version,
+                                "threadline.deployment": state.deployment})
         try:
             body = await _body(request, state.max_body_bytes)
             decoded = tensors.decode_request(body, loaded.signature.inputs,
                                              header_length=request.headers.get("inference-header-content-length"))
             wanted = tensors.select_outputs(loaded.signature.outputs, decoded.requested_outputs)
             outputs = await chosen.batcher.submit(decoded.tensors, decoded.rows)
-        except Exception:
+        except Exception as exc:
             state.metrics.requests.labels(*labels, "error").inc()
+            span.end(str(exc))
             raise
         request_id = decoded.id or uuid.uuid4().hex
         confidence = _confidence(outputs)
@@ -179,14 +187,16 @@ def create_app(state: ServingState) -> Starlette:
         payload = tensors.encode_response(served.name, str(loaded.version), request_id, outputs, wanted,
                                           parameters)
         elapsed = time.perf_counter() - started
-        _log_rows(state, loaded, ids, trace.trace_id, decoded.tensors, outputs, confidence, escalated,
+        _log_rows(state, loaded, ids, span.trace_id, decoded.tensors, outputs, confidence, escalated,
                   elapsed * 1000)
+        span.attributes.update({"threadline.rows": decoded.rows, "threadline.prediction_id": ids[0]})
+        span.end()
         state.metrics.requests.labels(*labels, "ok").inc()
         state.metrics.latency.labels(*labels).observe(elapsed)
         if escalated.any():
             state.metrics.escalated.labels(*labels).inc(int(escalated.sum()))
         return Response(payload, media_type="application/json",
-                        headers={"traceparent": trace.traceparent, "x-trace-id": trace.trace_id})
+                        headers={"traceparent": span.traceparent, "x-trace-id": span.trace_id})
 
     async def prometheus(request: Request) -> Response:
         for served in state.models.values():

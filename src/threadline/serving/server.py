@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from threadline.client import Client
 from threadline.domain import errors, names
 from threadline.serving import app as app_module
+from threadline.serving import tracing
 from threadline.serving.auth import ControlPlaneTokens, TokenFile, TokenVerifier
 from threadline.serving.batching import BatchPolicy, MicroBatcher
 from threadline.serving.loading import ModelRef, load_version
@@ -51,6 +52,7 @@ class ServeConfig:
     max_body_bytes: int = 8 << 20
     escalate_below: float | None = None
     flush_interval: float = 1.0
+    otlp_endpoint: str | None = None
 
 
 def build_state(config: ServeConfig, progress: Callable[[str], None] = lambda _m: None) -> app_module.ServingState:
@@ -86,6 +88,7 @@ def build_state(config: ServeConfig, progress: Callable[[str], None] = lambda _m
     return app_module.ServingState(
         deployment=deployment, models=served, tokens=_tokens(config),
         limiter=RateLimiter(config.rate_limit, config.rate_burst), predictions=predictions, metrics=metrics,
+        tracer=tracing.tracer(config.otlp_endpoint, f"threadline-serve-{deployment}"),
         max_body_bytes=config.max_body_bytes, escalate_below=config.escalate_below, ready=True)
 
 
@@ -120,6 +123,7 @@ def create_app(state: app_module.ServingState) -> Starlette:
             if state.tokens is not None:
                 await state.tokens.close()
             state.predictions.close()  # flushes every buffered record
+            state.tracer.shutdown()  # and every span still queued
             log.info("prediction log closed: %d logged, %d dropped", state.predictions.logged,
                      state.predictions.dropped)
 
