@@ -17,8 +17,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8080, help="Port."),
     workers: int = typer.Option(1, min=1, help="Processes sharing the port."),
-    deployment: Optional[str] = typer.Option(None, help="Deployment name in the prediction log (default: "
-                                                        "the first model)."),
+    deployment_name: Optional[str] = typer.Option(None, help="Deployment name in the prediction log "
+                                                             "(default: the first model)."),
     max_batch_rows: int = typer.Option(64, min=1, help="Largest micro-batch, in rows."),
     max_wait_ms: float = typer.Option(0.0, min=0, help="Extra wait for a batch that is already forming."),
     rate_limit: float = typer.Option(0.0, min=0, help="Requests per second per token (0: unlimited)."),
@@ -46,7 +46,7 @@ def serve(
         url, token = probe.url, probe.token
     config = server.ServeConfig(
         models=model, control_plane=url, token=token, home=str(ClientSettings().home.expanduser().resolve()),
-        deployment=deployment, token_file=str(token_file) if token_file else None,
+        deployment=deployment_name, token_file=str(token_file) if token_file else None,
         log_dir=str(log_dir) if log_dir else None, max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms,
         rate_limit=rate_limit, rate_burst=rate_burst, max_body_bytes=max_body_bytes,
         escalate_below=escalate_below, flush_interval=flush_interval,
