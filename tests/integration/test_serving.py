@@ -300,3 +300,37 @@ def test_spans_are_exported_over_otlp(plane: ControlPlane, tmp_path: Path) -> No
     assert response.headers["traceparent"].split("-")[2] == span.span_id.hex()  # type: ignore[attr-defined]
     attributes = {a.key: a.value for a in span.attributes}  # type: ignore[attr-defined]
     assert attributes["threadline.model"].string_value == "forest"
+
+
+def test_onnx_and_mlflow_folder_flavors_serve(plane: ControlPlane, tmp_path: Path) -> None:
+    import skops.io
+    import yaml
+    from skl2onnx import to_onnx
+
+    onnx_model = to_onnx(LINEAR, X[:1].astype(np.float32), options={"zipmap": False})
+    onnx_path = tmp_path / "linear.onnx"
+    onnx_path.write_bytes(onnx_model.SerializeToString())
+    folder = tmp_path / "mlflow-model"
+    folder.mkdir()
+    skops.io.dump(FOREST, folder / "model.skops")
+    (folder / "MLmodel").write_text(yaml.safe_dump({"flavors": {"sklearn": {
+        "pickled_model": "model.skops", "serialization_format": "skops", "sklearn_version": "1"}}}))
+    with Client(plane.url, plane.token) as client:
+        client.register_model(onnx_path, "linear-onnx", owner="t")
+        client.register_model(folder, "forest-mlflow", owner="t")
+    serving = Server(plane, tmp_path, "-m", "linear-onnx@1", "-m", "forest-mlflow@1").wait_ready()
+    try:
+        meta = httpx.get(serving.url + "/v2/models/linear-onnx", headers=plane.auth()).json()
+        assert meta["platform"] == "onnxruntime_onnx"
+        name = meta["inputs"][0]["name"]
+        rows = X[:4].astype(np.float32)
+        body = {"inputs": [{"name": name, "datatype": "FP32", "shape": [4, 6], "data": rows.ravel().tolist()}]}
+        answer = httpx.post(serving.url + "/v2/models/linear-onnx/infer", json=body, headers=plane.auth()).json()
+        outputs = {o["name"]: o for o in answer["outputs"]}
+        label_name = next(n for n in outputs if "label" in n)
+        assert outputs[label_name]["data"] == LINEAR.predict(X[:4]).tolist()
+        mlflow_answer = serving.infer("forest-mlflow", X[:4]).json()
+        labels = next(o for o in mlflow_answer["outputs"] if o["name"] == "label")["data"]
+        assert labels == FOREST.predict(X[:4]).tolist()
+    finally:
+        serving.stop()
