@@ -8,7 +8,7 @@ everything since it was opened on SIGKILL. Instead every flush writes one small,
     root/deployment=<deployment>/date=YYYY-MM-DD/seg-<segment>.parquet
 
 ``<segment>`` is ``<UTC start, YYYYmmddTHHMMSS>-<writer id>-<count>``, unique per writer.
-Every file is written as ``.<name>.inprogress`` (ignored by pyarrow, and by DuckDB globs of
+Every file is written as ``.<name>.<random>.inprogress`` (ignored by pyarrow, and by DuckDB globs of
 ``*.parquet``), fsynced, then renamed, so a file under its final name is always complete
 (the folder is not fsynced: a power cut may lose the newest rename, never half a file).
 Sealing a segment writes its ``seg-`` file and then deletes its parts. A reader listing
@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import numbers
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -44,6 +43,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+
+from threadline import files
 
 if TYPE_CHECKING:
     from threadline.serving.predlog import PredictionRecord
@@ -147,17 +148,7 @@ def _table(records: list[PredictionRecord], kinds: Mapping[str, type]) -> pa.Tab
 
 def _publish(final: Path, write: Callable[[BinaryIO], None]) -> int:
     """Write ``final`` under a hidden name, fsync, rename; return its size in bytes."""
-    hidden = final.with_name(f".{final.name}.inprogress")
-    try:
-        with open(hidden, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(hidden, final)
-    except BaseException:
-        hidden.unlink(missing_ok=True)
-        raise
-    return final.stat().st_size
+    return files.atomic_write(final, write)
 
 
 @dataclass(eq=False)

@@ -14,8 +14,9 @@ import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Generic, Iterable, Iterator, Protocol, TypeVar
+from typing import BinaryIO, Callable, Generic, Iterable, Iterator, Protocol, TypeVar
 
+from threadline import files
 from threadline.domain import errors, names
 from threadline.ports import ArtifactStore, ArtifactWriter, StoredArtifact
 
@@ -172,19 +173,12 @@ def verified(chunks: Iterable[bytes], digest: str) -> Iterator[bytes]:
 def write_atomically(chunks: Iterable[bytes], dest: Path) -> Path:
     """Write ``chunks`` beside ``dest`` and rename; if iterating raises, ``dest`` never appears."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    temp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in chunks:
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, dest)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+
+    def write(out: BinaryIO) -> None:
+        for chunk in chunks:
+            out.write(chunk)
+
+    files.atomic_write(dest, write)
     return dest
 
 

@@ -1,0 +1,33 @@
+"""Atomic file writes: readers see the old file or the whole new one, never a part.
+
+Used wherever a reader may look at any moment (artifact fetches, prediction log parts):
+the bytes go to a hidden temporary beside the target, are fsynced, then renamed over it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+
+def atomic_write(dest: Path, write: Callable[[BinaryIO], None]) -> int:
+    """Run ``write`` into a temporary beside ``dest`` and rename it; return the size written.
+
+    If ``write`` raises, ``dest`` is untouched and the temporary is removed.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".inprogress")
+    temp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+            size = out.tell()
+        os.replace(temp, dest)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return size
