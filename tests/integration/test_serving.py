@@ -334,3 +334,25 @@ def test_onnx_and_mlflow_folder_flavors_serve(plane: ControlPlane, tmp_path: Pat
         assert labels == FOREST.predict(X[:4]).tolist()
     finally:
         serving.stop()
+
+
+def test_serve_a_deployment_file(plane: ControlPlane, tmp_path: Path) -> None:
+    spec = tmp_path / "deployment.yaml"
+    spec.write_text(
+        "apiVersion: threadline/v1\nkind: ModelDeployment\n"
+        "metadata: {name: forest-scorer, environment: production, owner: risk-team}\n"
+        "spec:\n  model: forest\n  alias: champion\n"
+        "  serving: {maxBatchRows: 8, maxWaitMs: 1}\n"
+        "  escalation: {confidenceBelow: 0.99, queue: forest-review}\n")
+    serving = Server(plane, tmp_path, "--deployment", str(spec)).wait_ready()
+    try:
+        answer = serving.infer("forest", X[:2]).json()
+        assert answer["model_version"] == "1" and len(answer["parameters"]["escalated"]) == 2
+    finally:
+        serving.stop()
+    assert {r["deployment"] for r in read_log(tmp_path / "predictions").to_pylist()} == {"forest-scorer"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(spec.read_text().replace("maxBatchRows", "maxBatchRowz"))
+    refused = Server(plane, tmp_path, "--deployment", str(bad))
+    assert refused.process.wait(timeout=60) == 1
+    assert f"{bad}:7: spec.serving.maxBatchRowz: unknown field" in refused.log()

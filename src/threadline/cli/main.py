@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from threadline.cli import audit, db, models, serve, server
+from threadline.cli import audit, db, models, serve, server, spec
 from threadline.cli.output import fail
 from threadline.domain import errors
 
@@ -18,6 +18,7 @@ app.command("serve")(serve.serve)
 app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
+app.add_typer(spec.app, name="spec")
 
 
 def run() -> None:

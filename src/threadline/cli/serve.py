@@ -8,12 +8,15 @@ from typing import Optional
 import typer
 
 from threadline.cli.output import console
+from threadline.domain import errors
 
 
 def serve(
-    model: list[str] = typer.Option(..., "--model", "-m",
+    model: list[str] = typer.Option([], "--model", "-m",
                                     help="NAME@VERSION or NAME@ALIAS, optionally =WEIGHT for a traffic split "
                                          "(e.g. -m fraud@7=90 -m fraud@8=10); repeat for more."),
+    deployment: Optional[Path] = typer.Option(None, help="A ModelDeployment YAML file: serve its model "
+                                                         "version with its serving and escalation settings."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8080, help="Port."),
     workers: int = typer.Option(1, min=1, help="Processes sharing the port."),
@@ -44,6 +47,17 @@ def serve(
 
     with Client() as probe:  # finds the control plane and token the way every command does
         url, token = probe.url, probe.token
+    if deployment is not None:
+        if model:
+            raise errors.InvalidInput("give either --deployment FILE or --model, not both")
+        from threadline.gitops import documents
+
+        spec = server.from_deployment(documents.load_file(deployment), deployment)
+        model, deployment_name = spec.models, deployment_name or spec.name
+        max_batch_rows, max_wait_ms, rate_limit, rate_burst = spec.batching
+        escalate_below = spec.escalate_below if escalate_below is None else escalate_below
+    if not model:
+        raise errors.InvalidInput("nothing to serve: give --model NAME@VERSION (repeatable) or --deployment FILE")
     config = server.ServeConfig(
         models=model, control_plane=url, token=token, home=str(ClientSettings().home.expanduser().resolve()),
         deployment=deployment_name, token_file=str(token_file) if token_file else None,

@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 
 from threadline.client import Client
 from threadline.domain import errors, names
+from threadline.gitops import spec as spec_module
 from threadline.serving import app as app_module
 from threadline.serving import tracing
 from threadline.serving.auth import ControlPlaneTokens, TokenFile, TokenVerifier
@@ -53,6 +54,29 @@ class ServeConfig:
     escalate_below: float | None = None
     flush_interval: float = 1.0
     otlp_endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class DeploymentServing:
+    """What ``--deployment FILE`` contributes to a ServeConfig."""
+
+    name: str
+    models: list[str]
+    batching: tuple[int, float, float, int]  # max rows, max wait ms, rate limit, rate burst
+    escalate_below: float | None
+
+
+def from_deployment(deployments: list[spec_module.ModelDeployment], source: Path) -> DeploymentServing:
+    if len(deployments) != 1:
+        raise errors.InvalidInput(f"{source} holds {len(deployments)} ModelDeployments; serve needs exactly one")
+    document = deployments[0]
+    spec = document.spec
+    ref = str(spec.version) if spec.version is not None else str(spec.alias)
+    serving = spec.serving
+    return DeploymentServing(
+        name=document.metadata.name, models=[f"{spec.model}@{ref}"],
+        batching=(serving.max_batch_rows, serving.max_wait_ms, serving.rate_limit, serving.rate_burst),
+        escalate_below=spec.escalation.confidence_below if spec.escalation else None)
 
 
 def build_state(config: ServeConfig, progress: Callable[[str], None] = lambda _m: None) -> app_module.ServingState:

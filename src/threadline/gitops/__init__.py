@@ -1,0 +1,1 @@
+"""GitOps: ModelDeployment specs declared in Git, validated, planned and applied by a pull-based agent."""
