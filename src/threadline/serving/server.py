@@ -8,6 +8,7 @@ workers), each loading its own copy; a single worker stays one process.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -109,6 +110,10 @@ def build_state(config: ServeConfig, progress: Callable[[str], None] = lambda _m
     predictions = PredictionLog(Path(config.log_dir) if config.log_dir else home / "predictions",
                                 flush_interval=config.flush_interval,
                                 on_flush=metrics.logged.inc, on_drop=metrics.dropped.inc)
+    # Everything loaded so far lives as long as the process: keep the garbage collector from
+    # re-scanning it on every full collection (long pauses with large models).
+    gc.collect()
+    gc.freeze()
     return app_module.ServingState(
         deployment=deployment, models=served, tokens=_tokens(config),
         limiter=RateLimiter(config.rate_limit, config.rate_burst), predictions=predictions, metrics=metrics,
