@@ -38,7 +38,8 @@ log = logging.getLogger("threadline.serving")
 
 STICKY_HEADER = "x-threadline-route-key"
 _STATUS = ((errors.PayloadTooLarge, 413), (errors.InvalidInput, 400), (errors.Unauthorized, 401),
-           (errors.PolicyViolation, 403), (errors.NotFound, 404), (errors.Conflict, 409))
+           (errors.PolicyViolation, 403), (errors.NotFound, 404), (errors.Conflict, 409),
+           (errors.ConfigurationError, 503))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ without a database round trip per prediction. A standalone server can instead re
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import stat
 import time
@@ -29,17 +30,41 @@ def _digest(token: str) -> str:
 
 
 class ControlPlaneTokens:
+    """Checks tokens with the control plane, one lookup per token at a time.
+
+    A valid token whose entry has expired keeps working while one background lookup
+    refreshes it, so requests never queue behind the control plane once a token is known;
+    a revoked token stops working at the refresh (within ``ttl`` plus one lookup).
+    """
+
     def __init__(self, url: str, *, ttl: float = 30.0, negative_ttl: float = 5.0) -> None:
         self._http = httpx.AsyncClient(base_url=url.rstrip("/"), timeout=10.0)
         self._ttl, self._negative_ttl = ttl, negative_ttl
         self._cache: dict[str, tuple[str | None, float]] = {}
+        self._lookups: dict[str, asyncio.Task[str | None]] = {}
 
     async def verify(self, token: str) -> str | None:
         key = _digest(token)
         hit = self._cache.get(key)
-        now = time.monotonic()
-        if hit is not None and hit[1] > now:
+        if hit is not None and (hit[1] > time.monotonic() or hit[0] is not None):
+            if hit[1] <= time.monotonic():
+                self._lookup(key, token)  # refresh in the background; answer from the cache now
             return hit[0]
+        return await asyncio.shield(self._lookup(key, token))
+
+    def _lookup(self, key: str, token: str) -> asyncio.Task[str | None]:
+        task = self._lookups.get(key)
+        if task is None:
+            task = self._lookups[key] = asyncio.get_running_loop().create_task(self._ask(key, token))
+            task.add_done_callback(lambda done: self._finished(key, done))
+        return task
+
+    def _finished(self, key: str, task: asyncio.Task[str | None]) -> None:
+        self._lookups.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # a failed background refresh is retried by the next request
+
+    async def _ask(self, key: str, token: str) -> str | None:
         try:
             response = await self._http.get("/api/v1/whoami", headers={"Authorization": f"Bearer {token}"})
         except httpx.TransportError as exc:
@@ -47,7 +72,7 @@ class ControlPlaneTokens:
         name = response.json().get("user") if response.status_code == 200 else None
         if len(self._cache) > 100_000:
             self._cache.clear()
-        self._cache[key] = (name, now + (self._ttl if name else self._negative_ttl))
+        self._cache[key] = (name, time.monotonic() + (self._ttl if name else self._negative_ttl))
         return name
 
     async def close(self) -> None:
