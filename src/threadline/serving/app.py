@@ -178,10 +178,13 @@ def create_app(state: ServingState) -> Starlette:
             state.metrics.requests.labels(*labels, "error").inc()
             span.end(str(exc))
             raise
-        request_id = decoded.id or uuid.uuid4().hex
+        # Prediction ids are always ours, so labels attach to exactly one prediction even when
+        # clients reuse request ids; the response's "id" echoes the client's id.
+        base = uuid.uuid4().hex
+        request_id = decoded.id or base
         confidence = _confidence(outputs)
         escalated = _escalated(confidence, state.escalate_below)
-        ids = [request_id] if decoded.rows == 1 else [f"{request_id}-{i}" for i in range(decoded.rows)]
+        ids = [base] if decoded.rows == 1 else [f"{base}-{i}" for i in range(decoded.rows)]
         parameters: dict[str, Any] = {"prediction_ids": ids}
         if state.escalate_below is not None:
             parameters["escalated"] = escalated.tolist()
