@@ -2,7 +2,7 @@
 """Serving benchmark: threadline serve vs a bare Starlette endpoint vs mlflow models serve.
 
     python bench/serving.py               # 10 s per load level, 3 timed starts per server (~6 min)
-    python bench/serving.py --quick       # 2 s per level, 1 start (~1.5 min)
+    python bench/serving.py --quick       # 2 s per level, 1 start (~2 min)
     python bench/serving.py --skip-mlflow --models rf --connections 64
 
 Two small models (a LogisticRegression and a 50-tree RandomForest on 20 numeric features,
@@ -524,10 +524,11 @@ def render_model(console, spec: ModelSpec, results: dict, args) -> tuple[list[st
                   title_justify="left")
     for col in ("server", "conns", "req/s", "p50 ms", "p99 ms", "×(b)", "p99 ×(b)", "×MLflow",
                 "rows/call", "other CPU", "(c) target"):
-        table.add_column(col, justify="left" if col in ("server", "(c) target") else "right")
+        table.add_column(col, justify="left" if col in ("server", "(c) target") else "right",
+                         no_wrap=col != "(c) target")
 
     for entry in results.get(("raw", spec.key)) or []:
-        label = "(a) in-process" if entry["batch"] == 1 else f"(a) {entry['batch']}-row calls"
+        label = "(a) in-process" if entry["batch"] == 1 else f"(a) {entry['batch']} rows/call"
         rate = fmt(entry["rows_per_s"]) + (" rows" if entry["batch"] != 1 else "")
         table.add_row(label, "—", rate, fmt(entry["p50_ms"], "{:,.2f}"),
                       fmt(entry["p99_ms"], "{:,.2f}"), "", "", "", str(entry["batch"]),
@@ -645,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--starts", type=int, default=3, metavar="N",
                         help="timed starts per server and model; the median is shown (default 3)")
     parser.add_argument("--quick", action="store_true",
-                        help="about a minute: --duration 2 --warmup 1 --starts 1")
+                        help="about 2 minutes: --duration 2 --warmup 1 --starts 1")
     parser.add_argument("--models", default="lr,rf", help="lr, rf or both (default lr,rf)")
     parser.add_argument("--skip-mlflow", action="store_true", help="no (d)")
     parser.add_argument("--skip-threadline", action="store_true", help="no (c)")
@@ -681,8 +682,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
 
-    # Piped output would wrap the tables at 80 columns: they need about 120.
-    console = Console() if sys.stdout.isatty() else Console(width=max(Console().width, 125))
+    # Piped output would wrap the tables at 80 columns: they need about 130.
+    console = Console() if sys.stdout.isatty() else Console(width=max(Console().width, 135))
     interrupt_on_term()
     args.cleanup = []
     args.own_groups = set()

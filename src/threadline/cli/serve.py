@@ -32,7 +32,8 @@ def serve(
     token_file: Optional[Path] = typer.Option(None, help="Standalone: a 0600 file of accepted tokens, one "
                                                          "per line (default: ask the control plane)."),
     log_dir: Optional[Path] = typer.Option(None, help="Prediction log folder (default <home>/predictions)."),
-    flush_interval: float = typer.Option(1.0, min=0.05, help="Seconds between prediction log flushes."),
+    flush_interval: float = typer.Option(0.25, min=0.05, help="Seconds between prediction log flushes "
+                                                               "(a SIGKILL loses at most this much)."),
     tls_cert: Optional[Path] = typer.Option(None, help="TLS certificate (PEM) to serve HTTPS."),
     tls_key: Optional[Path] = typer.Option(None, help="TLS private key (PEM)."),
 ) -> None:
