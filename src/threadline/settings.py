@@ -71,3 +71,11 @@ class TelemetrySettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     otel_exporter_otlp_endpoint: str | None = None
+
+
+class ServeWorkerSettings(BaseSettings):
+    """How ``threadline serve --workers N`` hands its configuration to each worker process."""
+
+    model_config = SettingsConfigDict(env_prefix="THREADLINE_", extra="ignore")
+
+    serve_config: str

@@ -11,7 +11,6 @@ import contextlib
 import gc
 import json
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -162,7 +161,9 @@ def create_app(state: app_module.ServingState) -> Starlette:
 
 def app_from_environment() -> Starlette:
     """uvicorn factory for ``--workers N``: each worker rebuilds the state from the config."""
-    config = ServeConfig(**json.loads(os.environ[CONFIG_ENV]))
+    from threadline.settings import ServeWorkerSettings
+
+    config = ServeConfig(**json.loads(ServeWorkerSettings().serve_config))
     return create_app(build_state(config))
 
 
