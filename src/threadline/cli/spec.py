@@ -11,7 +11,6 @@ import typer
 from rich.markup import escape
 
 from threadline.cli.output import console, emit_json, errors_console
-from threadline.gitops import documents, spec
 
 app = typer.Typer(no_args_is_help=True, help="The ModelDeployment spec: its JSON Schema, and checking files.")
 
@@ -19,6 +18,8 @@ app = typer.Typer(no_args_is_help=True, help="The ModelDeployment spec: its JSON
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of a ModelDeployment document (for editors and CI)."""
+    from threadline.gitops import spec
+
     emit_json(spec.ModelDeployment.model_json_schema(by_alias=True))
 
 
@@ -27,6 +28,8 @@ def validate(paths: list[Path] = typer.Argument(..., metavar="FILE...",
                                                 help="YAML files, or folders to search for *.yaml and *.yml.")
              ) -> None:
     """Check ModelDeployment files; print every problem as FILE:LINE: FIELD: WHAT (exit 1 if any)."""
+    from threadline.gitops import documents
+
     files = [found for path in paths for found in (documents.yaml_files(path) if path.is_dir() else [path])]
     deployments, refused = documents.load_files(files)
     for line in (line for problem in refused for line in str(problem).splitlines()):

@@ -14,13 +14,12 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 from starlette.applications import Starlette
 
 from threadline.client import Client
 from threadline.domain import errors, names
-from threadline.gitops import spec as spec_module
 from threadline.serving import app as app_module
 from threadline.serving import tracing
 from threadline.serving.auth import ControlPlaneTokens, TokenFile, TokenVerifier
@@ -30,6 +29,9 @@ from threadline.serving.metrics import ServingMetrics
 from threadline.serving.predlog import PredictionLog
 from threadline.serving.ratelimit import RateLimiter
 from threadline.serving.traffic import TrafficSplit
+
+if TYPE_CHECKING:
+    from threadline.gitops import spec as spec_module
 
 log = logging.getLogger("threadline.serving")
 CONFIG_ENV = "THREADLINE_SERVE_CONFIG"
