@@ -16,7 +16,8 @@ def serve(
                                     help="NAME@VERSION or NAME@ALIAS, optionally =WEIGHT for a traffic split "
                                          "(e.g. -m fraud@7=90 -m fraud@8=10); repeat for more."),
     deployment: Optional[Path] = typer.Option(None, help="A ModelDeployment YAML file: serve its model "
-                                                         "version with its serving and escalation settings."),
+                                                         "version with its serving and escalation settings "
+                                                         "(they take precedence over the options below)."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8080, help="Port."),
     workers: int = typer.Option(1, min=1, help="Processes sharing the port."),
@@ -66,6 +67,8 @@ def serve(
         rate_limit=rate_limit, rate_burst=rate_burst, max_body_bytes=max_body_bytes,
         escalate_below=escalate_below, flush_interval=flush_interval,
         otlp_endpoint=TelemetrySettings().otel_exporter_otlp_endpoint)
+    if (tls_cert is None) != (tls_key is None):
+        raise errors.InvalidInput("HTTPS needs both --tls-cert and --tls-key")
     tls = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)} if tls_cert and tls_key else {}
     scheme = "https" if tls else "http"
     common = dict(host=host, port=port, log_level="warning", access_log=False, server_header=False, **tls)
