@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import contextlib
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -285,3 +287,28 @@ def mlflow_env() -> dict[str, str]:
         VIRTUAL_ENV=str(VENV_DIR),
     )
     return env
+
+
+@contextlib.contextmanager
+def bench_run(console, args, prefix: str) -> Iterator[Path]:
+    """One run's temp dir and cleanup list (``args.cleanup``): however the run ends, every
+    server is stopped and the dir removed (kept with ``args.keep_tmp``); Ctrl-C exits 130 and
+    a BenchError exits 1 with its message."""
+    args.cleanup = []
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield tmp
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted; stopping servers[/]")
+        raise SystemExit(130) from None
+    except BenchError as e:
+        console.print(f"[red]benchmark failed:[/] {e}", highlight=False)
+        if args.keep_tmp:
+            console.print(f"logs kept in {tmp}")
+        raise SystemExit(1) from None
+    finally:
+        run_cleanup(args.cleanup, lambda msg: console.print(f"[yellow]{msg}[/]"))
+        if args.keep_tmp:
+            console.print(f"temp dir kept: {tmp}", style="dim")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -23,10 +23,8 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -45,8 +43,8 @@ from _procs import (
     http_status,
     interrupt_on_term,
     mlflow_env,
+    bench_run,
     once,
-    run_cleanup,
     stop_group,
     tail,
     threadline_importable,
@@ -371,10 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     interrupt_on_term()
 
-    args.cleanup = []
-    tmp = Path(tempfile.mkdtemp(prefix="threadline-bench-"))
     results: dict[str, dict] = {}
-    try:
+    with bench_run(console, args, "threadline-bench-") as tmp:
         with console.status("preparing") as spinner:
 
             def status(msg: str) -> None:
@@ -393,20 +389,6 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.monotonic()
                 results["mlflow"] = run_mlflow(args, tmp, status)
                 console.log(f"MLflow done in {time.monotonic() - t0:,.1f}s")
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted; stopping servers[/]")
-        return 130
-    except BenchError as e:
-        console.print(f"[red]benchmark failed:[/] {e}", highlight=False)
-        if args.keep_tmp:
-            console.print(f"logs kept in {tmp}")
-        return 1
-    finally:
-        run_cleanup(args.cleanup, lambda msg: console.print(f"[yellow]{msg}[/]"))
-        if args.keep_tmp:
-            console.print(f"temp dir kept: {tmp}", style="dim")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     import sklearn
 

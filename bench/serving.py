@@ -33,7 +33,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +55,7 @@ from _procs import (
     interrupt_on_term,
     mlflow_env,
     pinned,
-    run_cleanup,
+    bench_run,
     tail,
     threadline_importable,
 )
@@ -685,16 +684,14 @@ def main(argv: list[str] | None = None) -> int:
     # Piped output would wrap the tables at 80 columns: they need about 130.
     console = Console() if sys.stdout.isatty() else Console(width=max(Console().width, 135))
     interrupt_on_term()
-    args.cleanup = []
     args.own_groups = set()
     busy = idle_check()
     if busy > NOISY_PERCENT:
         console.print(f"[yellow]warning:[/] other processes used {busy:.0f}% of a core just now; "
                       "the figures will move with them (see the 'other CPU' column)")
-    tmp = Path(tempfile.mkdtemp(prefix="threadline-serving-bench-"))
     results: dict = {}
     t_start = time.monotonic()
-    try:
+    with bench_run(console, args, "threadline-serving-bench-") as tmp:
         with console.status("preparing") as spinner:
 
             def status(msg: str) -> None:
@@ -748,20 +745,6 @@ def main(argv: list[str] | None = None) -> int:
                                                       expected[key], status)
                     console.log(f"{LABELS[kind]}, {MODELS[key].title}: done in "
                                 f"{time.monotonic() - t0:,.0f} s")
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted; stopping servers[/]")
-        return 130
-    except BenchError as e:
-        console.print(f"[red]benchmark failed:[/] {e}", highlight=False)
-        if args.keep_tmp:
-            console.print(f"logs kept in {tmp}")
-        return 1
-    finally:
-        run_cleanup(args.cleanup, lambda msg: console.print(f"[yellow]{msg}[/]"))
-        if args.keep_tmp:
-            console.print(f"temp dir kept: {tmp}", style="dim")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     import sklearn
 

@@ -15,6 +15,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Mapping
 import httpx
 import orjson
 
+from threadline import files
 from threadline.domain import errors, names
 from threadline.settings import ClientSettings
 
@@ -244,12 +245,8 @@ def _seg(value: str) -> str:
 def _sha256_file(path: Path) -> tuple[str, int]:
     if not path.is_file():
         raise errors.InvalidInput(f"{path} is not a file")
-    hasher, size = hashlib.sha256(), 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            hasher.update(chunk)
-            size += len(chunk)
-    return "sha256:" + hasher.hexdigest(), size
+    digest, size = files.sha256_file(path)
+    return "sha256:" + digest, size
 
 
 def _local_admin_token(home: Path) -> str | None:

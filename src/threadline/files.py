@@ -6,6 +6,7 @@ the bytes go to a hidden temporary beside the target, are fsynced, then renamed 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -31,3 +32,13 @@ def atomic_write(dest: Path, write: Callable[[BinaryIO], None]) -> int:
         temp.unlink(missing_ok=True)
         raise
     return size
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    """SHA-256 (bare hex) and size of a file, read in 1 MiB chunks."""
+    hasher, size = hashlib.sha256(), 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            hasher.update(chunk)
+            size += len(chunk)
+    return hasher.hexdigest(), size

@@ -7,11 +7,11 @@ load, so a corrupted cache or a tampered download never reaches the model loader
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from threadline import files
 from threadline.client import Client
 from threadline.domain import errors, models, names
 from threadline.serving import predictors
@@ -62,12 +62,9 @@ def load_version(client: Client, ref: ModelRef, cache: Path, workdir: Path) -> L
 
 
 def _verify(path: Path, digest: str) -> None:
-    hasher = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            hasher.update(chunk)
-    if hasher.hexdigest() != digest:
-        raise errors.DigestMismatch(digest, hasher.hexdigest())
+    actual, _size = files.sha256_file(path)
+    if actual != digest:
+        raise errors.DigestMismatch(digest, actual)
 
 
 def platform_of(flavor: str) -> str:

@@ -14,6 +14,7 @@ ten times faster and gives identical results.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,16 +75,21 @@ def _load_estimator(path: Path, artifact_format: ArtifactFormat) -> Any:
 
 
 def _load_mlflow(request: LoadRequest, workdir: Path) -> Predictor:
-    folder = Path(tempfile.mkdtemp(prefix="mlflow-", dir=workdir)) / "model"
-    archive.extract(request.path, folder)
-    spec = yaml.safe_load((folder / "MLmodel").read_text())
-    flavors = spec.get("flavors") or {}
-    if "onnx" in flavors:
-        return OnnxPredictor(folder / flavors["onnx"]["data"], request.signature)
-    sklearn = flavors.get("sklearn") or {}
-    fmt = ArtifactFormat.SKOPS if sklearn.get("serialization_format") == "skops" else ArtifactFormat.PICKLE
-    return SklearnPredictor(_load_estimator(_inside(folder, sklearn.get("pickled_model", "")), fmt),
-                            request.signature)
+    # Both loaders read the model into memory, so the unpacked folder is removed afterwards.
+    scratch = Path(tempfile.mkdtemp(prefix="mlflow-", dir=workdir))
+    try:
+        folder = scratch / "model"
+        archive.extract(request.path, folder)
+        spec = yaml.safe_load((folder / "MLmodel").read_text())
+        flavors = spec.get("flavors") or {}
+        if "onnx" in flavors:
+            return OnnxPredictor(_inside(folder, flavors["onnx"].get("data", "")), request.signature)
+        sklearn = flavors.get("sklearn") or {}
+        fmt = ArtifactFormat.SKOPS if sklearn.get("serialization_format") == "skops" else ArtifactFormat.PICKLE
+        return SklearnPredictor(_load_estimator(_inside(folder, sklearn.get("pickled_model", "")), fmt),
+                                request.signature)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _inside(folder: Path, relative: str) -> Path:
