@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, Mapping
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from threadline import files
@@ -61,6 +62,7 @@ _FIXED = pa.schema([
     ("outputs", pa.string()),
 ])
 _DATE = pa.field("date", pa.string())
+_PARTITIONING = ds.partitioning(pa.schema([("deployment", pa.string()), _DATE]), flavor="hive")
 
 
 def column_name(name: str) -> str:
@@ -212,10 +214,7 @@ def _read(root: Path, deployment: str | None) -> pa.Table:
     files = _complete_files(root, deployment)
     if not files:
         return _schema({}).append(_DATE).empty_table()
-    import pyarrow.dataset as ds  # readers only; the serving process never needs it
-
     schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
-    partitioning = ds.partitioning(pa.schema([("deployment", pa.string()), _DATE]), flavor="hive")
     dataset = ds.dataset([str(f) for f in files], schema=schema.append(_DATE), format="parquet",
-                         partitioning=partitioning, partition_base_dir=str(root))
+                         partitioning=_PARTITIONING, partition_base_dir=str(root))
     return dataset.to_table().sort_by("time")
