@@ -42,3 +42,20 @@ def sha256_file(path: Path) -> tuple[str, int]:
             hasher.update(chunk)
             size += len(chunk)
     return hasher.hexdigest(), size
+
+
+def create_secret_file(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600 holding ``data``, unless it exists already.
+
+    Two processes starting at once both call this; the first one wins and the other keeps
+    using what the first wrote (O_EXCL makes the creation atomic).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())

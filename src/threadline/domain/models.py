@@ -158,6 +158,7 @@ class User:
     roles: tuple[str, ...]
     disabled: bool
     created_at: datetime
+    teams: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,78 @@ class Token:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+
+
+class Decision(str, enum.Enum):
+    """One step of the approval workflow; every step is its own immutable record."""
+
+    REQUEST = "request"
+    APPROVE = "approve"
+    REJECT = "reject"
+    WITHDRAW = "withdraw"
+
+
+@dataclass(frozen=True)
+class Approval:
+    model: str
+    version: int
+    environment: str
+    decision: Decision
+    actor: str
+    comment: str
+    mfa: bool  # the actor gave a fresh TOTP code with this decision
+    time: datetime
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class CardRevision:
+    """A model card as edited at one time; the newest revision is the version's card."""
+
+    model: str
+    version: int
+    revision: int
+    card: Mapping[str, Any]
+    created_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PolicyRecord:
+    version: int
+    document: str
+    digest: str
+    created_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Attestation:
+    deployment: str
+    environment: str
+    item: str
+    actor: str
+    comment: str
+    time: datetime
+    key_id: str
+    signature: bytes
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class MfaRecord:
+    user_id: int
+    secret: bytes  # encrypted
+    confirmed_at: datetime | None
+    last_step: int
+
+
+@dataclass(frozen=True)
+class WebhookMessage:
+    id: int
+    event: str
+    payload: str
+    attempts: int
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pydantic
 import yaml
@@ -56,6 +56,49 @@ def load_tree(root: Path, *, max_bytes: int = MAX_BYTES
     (``.git``, ``.github``) are skipped, and symbolic links are never followed.
     """
     return load_files(yaml_files(root), max_bytes=max_bytes, relative_to=root)
+
+
+Schema = TypeVar("Schema", bound=pydantic.BaseModel)
+
+
+def load_one(text: str, source: str, schema: type[Schema], *, what: str, max_bytes: int = MAX_BYTES) -> Schema:
+    """One YAML mapping validated by ``schema`` (a policy, a model card), every problem by line.
+
+    ``what`` names the document in the message for an empty or non-mapping text.
+    """
+    if len(text.encode("utf-8")) > max_bytes:
+        raise errors.PayloadTooLarge(f"{source}: larger than the limit of {max_bytes} bytes")
+    node, data, lines, error = _compose_one(_FAST_LOADER, text, source)
+    if error is not None and _FAST_LOADER is not yaml.SafeLoader:
+        node, data, lines, error = _compose_one(yaml.SafeLoader, text, source)
+    if error is not None:
+        raise errors.InvalidInput(problems.yaml_error(error, text, source))
+    if node is None or not isinstance(data, dict):
+        line = 1 if node is None else node.start_mark.line + 1
+        found = "an empty document" if data is None else problems.describe(data)
+        raise errors.InvalidInput(f"{source}:{line}: {what} must be a mapping, not {found}")
+    if not lines:
+        try:
+            return schema.model_validate(data, by_alias=True, by_name=False)
+        except pydantic.ValidationError as exc:
+            lines = problems.explain(exc, node, source, schema)
+    raise errors.InvalidInput("\n".join(lines))
+
+
+def _compose_one(loader_class: type[yaml.SafeLoader], text: str, source: str
+                 ) -> tuple[yaml.Node | None, Any, list[str], yaml.YAMLError | None]:
+    """The node, its data and its duplicate keys (found before construction rewrites merges)."""
+    try:
+        loader = loader_class(text)
+        try:
+            node = loader.get_single_node()
+            duplicates = [] if node is None else problems.duplicate_keys(node, source)
+            data = None if node is None else loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        return None, None, [], exc
+    return node, data, duplicates, None
 
 
 def yaml_files(root: Path) -> list[Path]:

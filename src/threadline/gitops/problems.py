@@ -28,15 +28,26 @@ def describe(value: object) -> str:
     return _YAML_TYPES.get(type(value), type(value).__name__)
 
 
-def explain(exc: pydantic.ValidationError, node: yaml.Node, source: str) -> list[str]:
-    """One line per problem pydantic found in the document composed as ``node``, by line."""
-    found = exc.errors(include_url=False)
-    shown = sorted(((line(node, e["loc"]), path(e["loc"]), _message(e)) for e in found[:_MAX_PER_DOCUMENT]),
-                   key=lambda problem: problem[0])
+def explain(exc: pydantic.ValidationError, node: yaml.Node, source: str,
+            root: type[pydantic.BaseModel] = spec.ModelDeployment) -> list[str]:
+    """One line per problem pydantic found in the document composed as ``node``, by line.
+
+    ``root`` is the model the document was validated as: unknown-field hints list its fields.
+    """
+    found, omitted = messages(exc, root)
+    shown = sorted(((line(node, loc), path(loc), what) for loc, what in found), key=lambda problem: problem[0])
     lines = [f"{source}:{number}: {where or '(document)'}: {what}" for number, where, what in shown]
-    if len(found) > _MAX_PER_DOCUMENT:
-        lines.append(f"{source}: ... and {len(found) - _MAX_PER_DOCUMENT} more problems")
+    if omitted:
+        lines.append(f"{source}: ... and {omitted} more problems")
     return lines
+
+
+def messages(exc: pydantic.ValidationError, root: type[pydantic.BaseModel]
+             ) -> tuple[list[tuple[tuple[Any, ...], str]], int]:
+    """(location, what is wrong) for the first problems, and how many more were left out."""
+    found = exc.errors(include_url=False)
+    shown = [(tuple(e["loc"]), _message(e, root)) for e in found[:_MAX_PER_DOCUMENT]]
+    return shown, max(0, len(found) - _MAX_PER_DOCUMENT)
 
 
 def yaml_error(exc: yaml.YAMLError, text: str, source: str) -> str:
@@ -107,14 +118,14 @@ def path(loc: tuple[Any, ...]) -> str:
     return text
 
 
-def _message(error: Any) -> str:
+def _message(error: Any, root: type[pydantic.BaseModel]) -> str:
     kind, value = error["type"], error.get("input")
     if kind == "value_error":
         return str(error["ctx"]["error"])
     if kind == "missing":
         return "required, but missing"
     if kind == "extra_forbidden":
-        return _unknown_field(error["loc"])
+        return _unknown_field(error["loc"], root)
     message = error["msg"][0].lower() + error["msg"][1:]
     if isinstance(value, (str, int, float, bool)) or value is None:
         shown = json.dumps(value)  # YAML spelling: true, null, "7"
@@ -122,17 +133,17 @@ def _message(error: Any) -> str:
     return f"{message}, not {describe(value)}"
 
 
-def _unknown_field(loc: tuple[Any, ...]) -> str:
-    known = _known_fields(loc[:-1])
+def _unknown_field(loc: tuple[Any, ...], root: type[pydantic.BaseModel]) -> str:
+    known = _known_fields(loc[:-1], root)
     close = difflib.get_close_matches(str(loc[-1]), known, n=1)
     if close:
         return f"unknown field; did you mean {close[0]}?"
     return f"unknown field; the fields here are {', '.join(known)}" if known else "unknown field"
 
 
-def _known_fields(loc: tuple[Any, ...]) -> list[str]:
+def _known_fields(loc: tuple[Any, ...], root: type[pydantic.BaseModel]) -> list[str]:
     """The YAML keys the model at ``loc`` accepts, found by walking the model classes."""
-    model: type[pydantic.BaseModel] | None = spec.ModelDeployment
+    model: type[pydantic.BaseModel] | None = root
     for part in loc:
         if isinstance(part, int) or model is None:
             continue

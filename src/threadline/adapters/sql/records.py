@@ -52,7 +52,7 @@ def version_values(v: models.ModelVersion, model_id: int, profile: Mapping[str, 
 
 def user(row: sa.Row[Any]) -> models.User:
     return models.User(id=row.id, name=row.name, roles=tuple(row.roles), disabled=bool(row.disabled),
-                       created_at=utc(row.created_at))
+                       created_at=utc(row.created_at), teams=tuple(row.teams or ()))
 
 
 def token(row: sa.Row[Any]) -> models.Token:
@@ -81,3 +81,26 @@ def audit_values(entry: hashchain.AuditEntry) -> dict[str, Any]:
 def checkpoint(row: sa.Row[Any]) -> hashchain.Checkpoint:
     return hashchain.Checkpoint(seq=row.seq, hash=row.hash, time=utc(row.time), key_id=row.key_id,
                                 signature=bytes(row.signature))
+
+
+def approval(row: sa.Row[Any], model_name: str) -> models.Approval:
+    return models.Approval(
+        model=model_name, version=row.version, environment=row.environment,
+        decision=models.Decision(row.decision), actor=row.actor, comment=row.comment, mfa=bool(row.mfa),
+        time=utc(row.time), id=row.id)
+
+
+def card_revision(row: sa.Row[Any], model_name: str) -> models.CardRevision:
+    return models.CardRevision(model=model_name, version=row.version, revision=row.revision, card=row.card,
+                               created_by=row.created_by, created_at=utc(row.created_at))
+
+
+def policy(row: sa.Row[Any]) -> models.PolicyRecord:
+    return models.PolicyRecord(version=row.version, document=row.document, digest=row.digest,
+                               created_by=row.created_by, created_at=utc(row.created_at))
+
+
+def attestation(row: sa.Row[Any]) -> models.Attestation:
+    return models.Attestation(
+        deployment=row.deployment, environment=row.environment, item=row.item, actor=row.actor,
+        comment=row.comment, time=utc(row.time), key_id=row.key_id, signature=bytes(row.signature), id=row.id)

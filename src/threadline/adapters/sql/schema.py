@@ -60,6 +60,7 @@ users = sa.Table(
     sa.Column("roles", sa.JSON, nullable=False),
     sa.Column("disabled", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("teams", sa.JSON, nullable=False),
 )
 
 tokens = sa.Table(
@@ -84,6 +85,8 @@ audit_entries = sa.Table(
     sa.Column("details", sa.Text, nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_audit_entries_object", "object"),
+    sa.Index("ix_audit_entries_actor", "actor"),
 )
 
 audit_checkpoints = sa.Table(
@@ -101,4 +104,78 @@ audit_head = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+)
+
+# TOTP secrets, encrypted at rest; ``last_step`` is the newest accepted time step, so a code
+# is accepted once.
+user_mfa = sa.Table(
+    "user_mfa", metadata,
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("secret", sa.LargeBinary, nullable=False),
+    sa.Column("confirmed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_step", sa.BigInteger, nullable=False),
+)
+
+# The governance policy: every change is a new row; the highest version is in force.
+policies = sa.Table(
+    "policies", metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("created_by", sa.String(63), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Approval decisions are immutable: withdrawing an approval is a new row.
+approvals = sa.Table(
+    "approvals", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("model_id", sa.Integer, sa.ForeignKey("models.id"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("environment", sa.String(63), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(63), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Column("mfa", sa.Boolean, nullable=False),
+    sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_approvals_version", "model_id", "version", "environment"),
+)
+
+# Card revisions of a version; revision 1 is the card given at registration.
+model_cards = sa.Table(
+    "model_cards", metadata,
+    sa.Column("model_id", sa.Integer, sa.ForeignKey("models.id"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("revision", sa.Integer, primary_key=True),
+    sa.Column("card", sa.JSON, nullable=False),
+    sa.Column("created_by", sa.String(63), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Signed human attestations of readiness items that cannot be checked automatically.
+attestations = sa.Table(
+    "attestations", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("deployment", sa.String(63), nullable=False),
+    sa.Column("environment", sa.String(63), nullable=False),
+    sa.Column("item", sa.String(63), nullable=False),
+    sa.Column("actor", sa.String(63), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("signature", sa.LargeBinary, nullable=False),
+)
+
+# Webhook notifications, written in the transaction of the change they announce and
+# delivered (with retries) by a background dispatcher.
+webhook_outbox = sa.Table(
+    "webhook_outbox", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("event", sa.String(63), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
 )

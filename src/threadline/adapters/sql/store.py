@@ -8,6 +8,7 @@ and it is cheap because registry writes are rare next to reads.
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Iterator, Mapping
@@ -34,7 +35,7 @@ _VERSION_BY_ALIAS = (sa.select(*_VERSION_COLUMNS)
                      .join(t.aliases, (t.aliases.c.model_id == t.model_versions.c.model_id)
                            & (t.aliases.c.version == t.model_versions.c.version))
                      .where(t.models.c.name == sa.bindparam("name"), t.aliases.c.alias == sa.bindparam("alias")))
-_USER_BY_TOKEN = (sa.select(t.tokens, t.users.c.name.label("user_name"), t.users.c.roles,
+_USER_BY_TOKEN = (sa.select(t.tokens, t.users.c.name.label("user_name"), t.users.c.roles, t.users.c.teams,
                             t.users.c.disabled, t.users.c.created_at.label("user_created_at"))
                   .join(t.users).where(t.tokens.c.token_hash == sa.bindparam("digest")))
 
@@ -124,9 +125,19 @@ class SqlReadTransaction:
                               .where(t.audit_head.c.id == 1)).first()
         return None if row is None or row.seq == 0 else (int(row.seq), row.hash)
 
-    def audit_entries(self, *, after: int, limit: int) -> list[hashchain.AuditEntry]:
+    def audit_entries(self, *, after: int, limit: int, actor: str | None = None, action: str | None = None,
+                      object_prefix: str | None = None) -> list[hashchain.AuditEntry]:
         stmt = (sa.select(t.audit_entries).where(t.audit_entries.c.seq > after)
                 .order_by(t.audit_entries.c.seq).limit(limit))
+        if actor is not None:
+            stmt = stmt.where(t.audit_entries.c.actor == actor)
+        if action is not None:
+            # ``version.`` matches every version action; a full name matches only itself.
+            stmt = stmt.where(t.audit_entries.c.action.startswith(action, autoescape=True)
+                              if action.endswith(".") else t.audit_entries.c.action == action)
+        if object_prefix is not None:
+            stmt = stmt.where(sa.or_(t.audit_entries.c.object == object_prefix,
+                                     t.audit_entries.c.object.startswith(object_prefix + "/", autoescape=True)))
         return [records.audit_entry(row) for row in self._c.execute(stmt)]
 
     def audit_checkpoints(self) -> list[hashchain.Checkpoint]:
@@ -138,7 +149,8 @@ class SqlReadTransaction:
         if row is None:
             return None
         user = models.User(id=row.user_id, name=row.user_name, roles=tuple(row.roles),
-                           disabled=bool(row.disabled), created_at=records.utc(row.user_created_at))
+                           disabled=bool(row.disabled), created_at=records.utc(row.user_created_at),
+                           teams=tuple(row.teams or ()))
         return user, records.token(row)
 
     def user_by_name(self, name: str) -> models.User:
@@ -149,6 +161,63 @@ class SqlReadTransaction:
 
     def count_users(self) -> int:
         return int(self._c.execute(sa.select(sa.func.count()).select_from(t.users)).scalar() or 0)
+
+    def list_users(self) -> list[models.User]:
+        return [records.user(row) for row in self._c.execute(sa.select(t.users).order_by(t.users.c.name))]
+
+    def list_tokens(self, user_id: int | None) -> list[tuple[str, models.Token]]:
+        stmt = (sa.select(t.tokens, t.users.c.name.label("user_name")).join(t.users)
+                .order_by(t.tokens.c.id))
+        if user_id is not None:
+            stmt = stmt.where(t.tokens.c.user_id == user_id)
+        return [(row.user_name, records.token(row)) for row in self._c.execute(stmt)]
+
+    def get_token(self, token_id: int) -> tuple[models.User, models.Token]:
+        row = self._c.execute(sa.select(t.tokens).where(t.tokens.c.id == token_id)).first()
+        if row is None:
+            raise errors.NotFound(f"token {token_id} not found")
+        user = records.user(self._c.execute(sa.select(t.users).where(t.users.c.id == row.user_id)).one())
+        return user, records.token(row)
+
+    def get_mfa(self, user_id: int) -> models.MfaRecord | None:
+        row = self._c.execute(sa.select(t.user_mfa).where(t.user_mfa.c.user_id == user_id)).first()
+        if row is None:
+            return None
+        return models.MfaRecord(user_id=row.user_id, secret=bytes(row.secret),
+                                confirmed_at=records.utc_or_none(row.confirmed_at), last_step=int(row.last_step))
+
+    def latest_policy(self) -> models.PolicyRecord | None:
+        row = self._c.execute(sa.select(t.policies).order_by(t.policies.c.version.desc()).limit(1)).first()
+        return None if row is None else records.policy(row)
+
+    def list_policies(self) -> list[models.PolicyRecord]:
+        return [records.policy(row) for row in self._c.execute(sa.select(t.policies).order_by(t.policies.c.version))]
+
+    def approvals(self, name: str, version: int | None = None) -> list[models.Approval]:
+        stmt = (sa.select(t.approvals).where(t.approvals.c.model_id == self._model_id(name))
+                .order_by(t.approvals.c.id))
+        if version is not None:
+            stmt = stmt.where(t.approvals.c.version == version)
+        return [records.approval(row, name) for row in self._c.execute(stmt)]
+
+    def card_revisions(self, name: str, version: int) -> list[models.CardRevision]:
+        stmt = (sa.select(t.model_cards).where(t.model_cards.c.model_id == self._model_id(name),
+                                               t.model_cards.c.version == version)
+                .order_by(t.model_cards.c.revision))
+        return [records.card_revision(row, name) for row in self._c.execute(stmt)]
+
+    def attestations(self, deployment: str, environment: str) -> list[models.Attestation]:
+        stmt = (sa.select(t.attestations).where(t.attestations.c.deployment == deployment,
+                                                t.attestations.c.environment == environment)
+                .order_by(t.attestations.c.id))
+        return [records.attestation(row) for row in self._c.execute(stmt)]
+
+    def due_webhooks(self, now: datetime, limit: int) -> list[models.WebhookMessage]:
+        stmt = (sa.select(t.webhook_outbox).where(t.webhook_outbox.c.delivered_at.is_(None),
+                                                  t.webhook_outbox.c.next_attempt_at <= now)
+                .order_by(t.webhook_outbox.c.id).limit(limit))
+        return [models.WebhookMessage(id=row.id, event=row.event, payload=row.payload, attempts=row.attempts)
+                for row in self._c.execute(stmt)]
 
 
 class SqlWriteTransaction(SqlReadTransaction):
@@ -208,15 +277,81 @@ class SqlWriteTransaction(SqlReadTransaction):
             seq=checkpoint.seq, hash=checkpoint.hash, time=checkpoint.time, key_id=checkpoint.key_id,
             signature=checkpoint.signature))
 
-    def add_user(self, name: str, roles: tuple[str, ...], *, time: datetime) -> models.User:
+    def add_user(self, name: str, roles: tuple[str, ...], *, time: datetime,
+                 teams: tuple[str, ...] = ()) -> models.User:
         try:
             with self._c.begin_nested():
                 result = self._c.execute(t.users.insert().values(
-                    name=name, roles=list(roles), disabled=False, created_at=time))
+                    name=name, roles=list(roles), teams=list(teams), disabled=False, created_at=time))
         except sa_exc.IntegrityError as exc:
             raise errors.Conflict(f"user {name!r} already exists") from exc
         return models.User(id=int(result.inserted_primary_key[0]), name=name, roles=roles,
-                           disabled=False, created_at=time)
+                           disabled=False, created_at=time, teams=teams)
+
+    def update_user(self, name: str, *, roles: tuple[str, ...] | None = None, teams: tuple[str, ...] | None = None,
+                    disabled: bool | None = None) -> models.User:
+        values: dict[str, Any] = {}
+        if roles is not None:
+            values["roles"] = list(roles)
+        if teams is not None:
+            values["teams"] = list(teams)
+        if disabled is not None:
+            values["disabled"] = disabled
+        if values:
+            self._c.execute(t.users.update().where(t.users.c.name == name).values(**values))
+        return self.user_by_name(name)
+
+    def revoke_token(self, token_id: int, *, time: datetime) -> None:
+        self._c.execute(t.tokens.update().where(t.tokens.c.id == token_id, t.tokens.c.revoked_at.is_(None))
+                        .values(revoked_at=time))
+
+    def put_mfa(self, record: models.MfaRecord) -> None:
+        self._c.execute(t.user_mfa.delete().where(t.user_mfa.c.user_id == record.user_id))
+        self._c.execute(t.user_mfa.insert().values(user_id=record.user_id, secret=record.secret,
+                                                   confirmed_at=record.confirmed_at, last_step=record.last_step))
+
+    def add_policy(self, record: models.PolicyRecord) -> None:
+        try:
+            with self._c.begin_nested():
+                self._c.execute(t.policies.insert().values(
+                    version=record.version, document=record.document, digest=record.digest,
+                    created_by=record.created_by, created_at=record.created_at))
+        except sa_exc.IntegrityError as exc:
+            raise errors.Conflict(f"policy version {record.version} already exists") from exc
+
+    def add_approval(self, approval: models.Approval) -> models.Approval:
+        result = self._c.execute(t.approvals.insert().values(
+            model_id=self._model_id(approval.model), version=approval.version,
+            environment=approval.environment, decision=approval.decision.value, actor=approval.actor,
+            comment=approval.comment, mfa=approval.mfa, time=approval.time))
+        return dataclasses.replace(approval, id=int(result.inserted_primary_key[0]))
+
+    def add_card_revision(self, revision: models.CardRevision) -> None:
+        try:
+            with self._c.begin_nested():
+                self._c.execute(t.model_cards.insert().values(
+                    model_id=self._model_id(revision.model), version=revision.version,
+                    revision=revision.revision, card=dict(revision.card), created_by=revision.created_by,
+                    created_at=revision.created_at))
+        except sa_exc.IntegrityError as exc:
+            raise errors.Conflict(f"{revision.model}@{revision.version} already has card revision "
+                                  f"{revision.revision}") from exc
+
+    def add_attestation(self, attestation: models.Attestation) -> models.Attestation:
+        result = self._c.execute(t.attestations.insert().values(
+            deployment=attestation.deployment, environment=attestation.environment, item=attestation.item,
+            actor=attestation.actor, comment=attestation.comment, time=attestation.time,
+            key_id=attestation.key_id, signature=attestation.signature))
+        return dataclasses.replace(attestation, id=int(result.inserted_primary_key[0]))
+
+    def enqueue_webhook(self, event: str, payload: str, *, time: datetime) -> None:
+        self._c.execute(t.webhook_outbox.insert().values(event=event, payload=payload, created_at=time,
+                                                         attempts=0, next_attempt_at=time))
+
+    def webhook_attempted(self, message_id: int, *, attempts: int, delivered_at: datetime | None,
+                          next_attempt_at: datetime, error: str | None) -> None:
+        self._c.execute(t.webhook_outbox.update().where(t.webhook_outbox.c.id == message_id).values(
+            attempts=attempts, delivered_at=delivered_at, next_attempt_at=next_attempt_at, last_error=error))
 
     def add_token(self, user_id: int, name: str, token_digest: str, prefix: str, *,
                   time: datetime, expires_at: datetime | None) -> models.Token:
