@@ -12,10 +12,15 @@ from pathlib import Path
 from threadline import ports
 from threadline.adapters.artifacts.local import LocalArtifactStore
 from threadline.adapters.clock import SystemClock
+from threadline.adapters.secretbox import SecretBox
 from threadline.adapters.signing import Ed25519Signer
 from threadline.adapters.sql.store import SqlMetadataStore
+from threadline.adapters.webhooks import WebhookDispatcher
 from threadline.audit.log import AuditLog
 from threadline.domain import errors
+from threadline.governance.reports import Reports, Retention
+from threadline.governance.service import Governance
+from threadline.identity.mfa import Mfa
 from threadline.identity.service import Identity
 from threadline.registry.service import Registry
 from threadline.settings import Settings
@@ -30,8 +35,14 @@ class Services:
     audit: AuditLog
     registry: Registry
     identity: Identity
+    mfa: Mfa
+    governance: Governance
+    reports: Reports
+    webhooks: WebhookDispatcher | None
 
     def close(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.stop()
         self.store.close()
 
 
@@ -58,9 +69,24 @@ def build(settings: Settings) -> Services:
     artifacts = artifact_store(settings.resolved_artifacts_url, settings)
     signer = Ed25519Signer.load_or_create(settings.resolved_audit_key_path)
     audit = AuditLog(signer, clock, checkpoint_every=settings.audit_checkpoint_every)
-    registry = Registry(store, artifacts, audit, clock, settings.workdir)
+    governance = Governance(store, audit, clock, webhooks=bool(settings.webhook_urls))
+    registry = Registry(store, artifacts, audit, clock, settings.workdir, alias_guard=governance.guard_alias)
     identity = Identity(store, audit, clock)
-    return Services(settings, store, artifacts, signer, audit, registry, identity)
+    mfa = Mfa(store, audit, clock, SecretBox.load_or_create(settings.secrets_key_path))
+    reports = Reports(store, audit, governance, clock, signer,
+                      Retention(settings.audit_retention_days, settings.prediction_log_retention_days), tls=False)
+    return Services(settings, store, artifacts, signer, audit, registry, identity, mfa, governance, reports,
+                    _webhooks(settings, store, clock))
+
+
+def _webhooks(settings: Settings, store: SqlMetadataStore, clock: SystemClock) -> WebhookDispatcher | None:
+    if not settings.webhook_urls:
+        return None
+    if settings.webhook_secret is None:
+        raise errors.ConfigurationError("THREADLINE_WEBHOOK_URLS is set but THREADLINE_WEBHOOK_SECRET is not: "
+                                        "receivers need it to check that notifications come from Threadline")
+    return WebhookDispatcher(store, clock, settings.webhook_urls,
+                             settings.webhook_secret.get_secret_value().encode("utf-8"))
 
 
 def write_admin_token(services: Services) -> Path | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PORT = 8700
@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=32 << 20, gt=0)
     audit_key_path: Path | None = Field(default=None, description="Default: <home>/audit-signing.key.")
     audit_checkpoint_every: int = Field(default=100, gt=0)
+    audit_retention_days: int = Field(default=2555, gt=0, description="How long audit entries are kept (7 years).")
+    prediction_log_retention_days: int = Field(default=183, gt=0,
+                                               description="How long prediction logs are kept (6 months).")
+    webhook_urls: list[str] = Field(default_factory=list,
+                                    description="Where approval events are POSTed (JSON list in the env).")
+    webhook_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key for webhook signatures.")
 
     @property
     def resolved_home(self) -> Path:
@@ -48,6 +54,10 @@ class Settings(BaseSettings):
     @property
     def admin_token_path(self) -> Path:
         return self.resolved_home / "admin.token"
+
+    @property
+    def secrets_key_path(self) -> Path:
+        return self.resolved_home / "secrets.key"
 
     @property
     def workdir(self) -> Path:

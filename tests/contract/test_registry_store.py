@@ -20,10 +20,13 @@ from threadline.adapters.clock import SystemClock
 from threadline.adapters.signing import Ed25519Signer
 from threadline.adapters.sql.store import SqlMetadataStore
 from threadline.audit.log import AuditLog
-from threadline.domain import errors, models
+from threadline.domain import access, errors, models
 from threadline.registry import profiling
 from threadline.registry.requests import NewModel, NewVersion
 from threadline.registry.service import Registry
+
+ALICE = access.Actor("alice", frozenset({access.Role.DEVELOPER}), frozenset({"team-a", "team-b"}))
+BOB = access.Actor("bob", frozenset({access.Role.DEPLOYER}))
 
 
 class World:
@@ -41,7 +44,7 @@ class World:
         fields: dict[str, object] = {"model": name, "artifact_digest": self.digest, "profile": self.profile,
                                      "owner": "team-a", "metrics": {"accuracy": 0.97}}
         fields.update(changes)
-        return self.registry.register_version("alice", NewVersion(**fields))  # type: ignore[arg-type]
+        return self.registry.register_version(ALICE, NewVersion(**fields))  # type: ignore[arg-type]
 
     def audit_actions(self) -> list[str]:
         return [e.action for e in self.audit.entries(self.store)]
@@ -60,11 +63,11 @@ def test_register_creates_model_and_numbers_versions(world: World) -> None:
     assert first.flavor is models.Flavor.SKLEARN and first.artifact_format is models.ArtifactFormat.SKOPS
     assert [s.name for s in first.signature.inputs] == list(world.profile["columns"])
     assert {o.name for o in first.signature.outputs} == {"label", "probabilities"}
-    assert first.has_profile and world.registry.get_profile("iris", 1)["row_count"] == 150
+    assert first.has_profile and world.registry.get_profile(ALICE, "iris", 1)["row_count"] == 150
     stored = world.registry.get_version("iris", 1)
     assert stored == first
     assert world.registry.get_model("iris").owner == "team-a"
-    assert world.audit_actions() == ["model.create", "version.register", "version.register"]
+    assert world.audit_actions() == ["model.create", "version.register", "version.register", "profile.read"]
 
 
 def test_versions_are_immutable_records(world: World) -> None:
@@ -89,15 +92,15 @@ def test_failed_registration_writes_nothing(world: World) -> None:
 
 def test_aliases_move_atomically(world: World) -> None:
     world.register(), world.register()
-    assert world.registry.set_alias("bob", "iris", "champion", 1) is None
+    assert world.registry.set_alias(BOB, "iris", "champion", 1) is None
     assert world.registry.get_version("iris", "champion").version == 1
-    assert world.registry.set_alias("bob", "iris", "champion", 2) == 1
+    assert world.registry.set_alias(BOB, "iris", "champion", 2) == 1
     assert world.registry.get_version("iris", "champion").version == 2
     assert world.registry.get_version("iris", "latest").version == 2
     assert world.registry.aliases("iris") == {"champion": 2}
     with pytest.raises(errors.NotFound):
-        world.registry.set_alias("bob", "iris", "champion", 9)
-    assert world.registry.delete_alias("bob", "iris", "champion") == 2
+        world.registry.set_alias(BOB, "iris", "champion", 9)
+    assert world.registry.delete_alias(BOB, "iris", "champion") == 2
     with pytest.raises(errors.NotFound, match="alias"):
         world.registry.get_version("iris", "champion")
     assert world.audit_actions()[-3:] == ["alias.set", "alias.set", "alias.delete"]
@@ -111,7 +114,7 @@ def test_risk_tier_is_not_changed_by_registration(world: World) -> None:
 
 def test_listing_paginates_and_searches(world: World) -> None:
     for i in range(5):
-        world.registry.create_model("alice", NewModel(f"m{i}", "team-b", models.RiskTier.LIMITED,
+        world.registry.create_model(ALICE, NewModel(f"m{i}", "team-b", models.RiskTier.LIMITED,
                                                       "fraud" if i % 2 else "churn"))
     page = world.registry.list_models(limit=2)
     assert [m.name for m in page.items] == ["m0", "m1"] and page.next_cursor == "m1"
@@ -120,7 +123,7 @@ def test_listing_paginates_and_searches(world: World) -> None:
     assert [m.name for m in world.registry.list_models(query="fraud").items] == ["m1", "m3"]
     assert world.registry.list_models(query="%").items == ()
     with pytest.raises(errors.Conflict):
-        world.registry.create_model("alice", NewModel("m0", "team-b", models.RiskTier.LIMITED))
+        world.registry.create_model(ALICE, NewModel("m0", "team-b", models.RiskTier.LIMITED))
 
 
 def test_concurrent_registrations_are_gap_free(world: World) -> None:
@@ -195,12 +198,12 @@ def test_lifecycle_transitions_are_audited(world: World) -> None:
     from threadline.domain.lifecycle import Event
 
     world.register()
-    assert world.registry.transition("bob", "iris", 1, Event.VALIDATE).status == "validated"
+    assert world.registry.transition(BOB, "iris", 1, Event.VALIDATE).status == "validated"
     with pytest.raises(errors.Forbidden, match="approval workflow"):
-        world.registry.transition("bob", "iris", 1, Event.APPROVE)
+        world.registry.transition(BOB, "iris", 1, Event.APPROVE)
     with pytest.raises(errors.Conflict, match="cannot archive"):
-        world.registry.transition("bob", "iris", 1, Event.ARCHIVE)
-    world.registry.transition("bob", "iris", 1, Event.DEPRECATE)
-    assert world.registry.transition("bob", "iris", 1, Event.ARCHIVE).status == "archived"
+        world.registry.transition(BOB, "iris", 1, Event.ARCHIVE)
+    world.registry.transition(BOB, "iris", 1, Event.DEPRECATE)
+    assert world.registry.transition(BOB, "iris", 1, Event.ARCHIVE).status == "archived"
     assert world.registry.get_version("iris", 1).status == "archived"
     assert world.audit_actions()[-3:] == ["version.validate", "version.deprecate", "version.archive"]

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.routing import APIRoute
 
 from threadline import __version__
-from threadline.api import errors, limits, routes_artifacts, routes_audit, routes_models
-from threadline.api.auth import Caller
+from threadline.api import (errors, limits, routes_artifacts, routes_audit, routes_governance, routes_identity,
+                            routes_models)
+from threadline.api.auth import needs, permission_of
 from threadline.api.responses import JSON
 from threadline.bootstrap import Services
+from threadline.domain.access import PERMISSIONS, Permission
 
 
 def create_app(services: Services) -> FastAPI:
@@ -18,18 +23,35 @@ def create_app(services: Services) -> FastAPI:
                   redoc_url=None, description="Registry and audit API. Every route needs a bearer token.")
     app.state.services = services
     errors.install(app)
-    for module in (routes_models, routes_artifacts, routes_audit):
-        app.include_router(module.router)
-
-    @app.get("/api/v1/whoami", tags=["meta"])
-    async def whoami(caller: Caller) -> JSON:
-        """Who the token belongs to; the data plane uses it to check inference tokens."""
-        return JSON({"user": caller.name, "roles": list(caller.user.roles)})
-
-    @app.get("/api/v1/openapi.json", tags=["meta"])
-    def openapi(caller: Caller) -> JSON:
-        return JSON(app.openapi())
+    routers = [module.router for module in _ROUTES] + [_meta]
+    for router in routers:
+        app.include_router(router)
+    app.state.schema = lambda: _with_permissions(app.openapi(), routers)
 
     app.add_middleware(limits.BodyLimit, max_bytes=services.settings.max_request_bytes,
                        exempt_prefix=routes_artifacts.router.prefix)
     return app
+
+
+_ROUTES = (routes_models, routes_artifacts, routes_audit, routes_identity, routes_governance)
+_meta = APIRouter(prefix="/api/v1", tags=["meta"])
+
+
+@_meta.get("/openapi.json")
+def openapi(request: Request, actor: needs(Permission.READ)) -> JSON:
+    return JSON(request.app.state.schema())
+
+
+def _with_permissions(schema: dict[str, Any], routers: list[APIRouter]) -> dict[str, Any]:
+    """The OpenAPI schema with each operation's permission and the roles that hold it
+    (``x-permission``, ``x-roles``): clients and the route-walking test read them there."""
+    for route in (r for router in routers for r in router.routes):
+        if not isinstance(route, APIRoute):
+            continue
+        permission = next(filter(None, (permission_of(d.call) for d in route.dependant.dependencies)), None)
+        for method in route.methods:
+            operation = schema["paths"].get(route.path_format, {}).get(method.lower())
+            if operation is not None and permission is not None:
+                operation["x-permission"] = permission.value
+                operation["x-roles"] = sorted(role.value for role in PERMISSIONS[permission])
+    return schema

@@ -9,18 +9,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from threadline.domain import lifecycle, models, names
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ModelIn(_Strict):
+class ModelIn(Strict):
     name: str
     owner: str
     risk_tier: models.RiskTier = models.RiskTier.MINIMAL
     description: str = Field(default="", max_length=10_000)
 
 
-class DataRefIn(_Strict):
+class DataRefIn(Strict):
     uri: str = Field(min_length=1, max_length=2048)
     digest: str | None = None
 
@@ -30,7 +30,7 @@ class DataRefIn(_Strict):
         return None if value is None else names.sha256_digest(value)
 
 
-class LineageIn(_Strict):
+class LineageIn(Strict):
     training_data: list[DataRefIn] = Field(default_factory=list, max_length=100)
     code_repo: str | None = Field(default=None, max_length=2048)
     code_commit: str | None = Field(default=None, max_length=128)
@@ -45,7 +45,7 @@ class LineageIn(_Strict):
             feature_pipeline=self.feature_pipeline, tags=self.tags)
 
 
-class VersionIn(_Strict):
+class VersionIn(Strict):
     artifact_digest: str
     flavor: models.Flavor | None = None
     trusted: bool = False
@@ -59,11 +59,11 @@ class VersionIn(_Strict):
     risk_tier: models.RiskTier | None = None
 
 
-class TransitionIn(_Strict):
+class TransitionIn(Strict):
     event: lifecycle.Event
 
 
-class AliasIn(_Strict):
+class AliasIn(Strict):
     version: int = Field(ge=1)
 
 

@@ -36,12 +36,24 @@ def status_of(error: errors.ThreadlineError) -> int:
     return 500
 
 
-def _threadline_error(_request: Request, exc: errors.ThreadlineError) -> JSON:
+def _threadline_error(request: Request, exc: errors.ThreadlineError) -> JSON:
+    """Runs in the thread pool (a plain function), so auditing a refusal may wait for the writer."""
     status = status_of(exc)
     if status >= 500:
         log.error("request failed: %s", exc)
+    if status == 403:
+        _audit_refusal(request, exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSON({"error": str(exc)}, status_code=status, headers=headers)
+
+
+def _audit_refusal(request: Request, exc: errors.ThreadlineError) -> None:
+    """Every refusal of an authenticated caller is an audit entry naming the rule it broke."""
+    services = request.app.state.services
+    actor = getattr(request.state, "actor_name", "anonymous")
+    with services.store.writing() as tx:
+        services.audit.record(tx, actor, "access.denied", request.url.path[:255],
+                              {"method": request.method, "reason": str(exc)[:2000]})
 
 
 def _validation_error(_request: Request, exc: RequestValidationError) -> JSON:

@@ -6,10 +6,11 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from threadline.api.auth import Caller
+from threadline.api.auth import needs
 from threadline.api.responses import JSON
 from threadline.bootstrap import Services
 from threadline.domain import errors, names
+from threadline.domain.access import Permission
 
 router = APIRouter(prefix="/api/v1/artifacts", tags=["artifacts"])
 
@@ -17,7 +18,7 @@ DIGEST_HEADER = "x-content-sha256"
 
 
 @router.post("", status_code=201)
-async def upload(request: Request, caller: Caller) -> JSON:
+async def upload(request: Request, actor: needs(Permission.WRITE_MODELS)) -> JSON:
     """Stream the raw body into the store; the response names its digest.
 
     Send ``X-Content-SHA256`` to have the server refuse bytes that arrive altered.
@@ -44,10 +45,15 @@ async def upload(request: Request, caller: Caller) -> JSON:
 
 
 @router.get("/{digest}")
-def download(request: Request, caller: Caller, digest: str) -> StreamingResponse:
-    """Stream a stored artifact; the stream breaks off if the stored bytes fail their digest."""
+def download(request: Request, actor: needs(Permission.READ_SENSITIVE), digest: str) -> StreamingResponse:
+    """Stream a stored artifact; the stream breaks off if the stored bytes fail their digest.
+
+    Artifacts include training-data samples, so every download is an audit entry.
+    """
     services: Services = request.app.state.services
     digest = names.sha256_digest(digest)
     size = services.artifacts.size(digest)
+    with services.store.writing() as tx:
+        services.audit.record(tx, actor.name, "artifact.read", f"artifact/sha256:{digest}", {"size": size})
     return StreamingResponse(services.artifacts.read(digest), media_type="application/octet-stream",
                              headers={"content-length": str(size), DIGEST_HEADER: "sha256:" + digest})

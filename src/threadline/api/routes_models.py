@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from threadline.api import dto
-from threadline.api.auth import Caller
+from threadline.api.auth import needs
 from threadline.api.responses import JSON
 from threadline.bootstrap import Services
+from threadline.domain.access import Permission
 from threadline.registry.requests import NewModel, NewVersion
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
@@ -24,7 +25,7 @@ def _services(request: Request) -> Services:
 
 
 @router.get("")
-async def list_models(request: Request, caller: Caller, query: str | None = Query(None, max_length=200),
+async def list_models(request: Request, actor: needs(Permission.READ), query: str | None = Query(None, max_length=200),
                 owner: str | None = Query(None, max_length=63), limit: int = 50,
                 cursor: str | None = Query(None, max_length=63)) -> JSON:
     page = _services(request).registry.list_models(query=query, owner=owner, limit=limit, cursor=cursor)
@@ -32,14 +33,14 @@ async def list_models(request: Request, caller: Caller, query: str | None = Quer
 
 
 @router.post("", status_code=201)
-def create_model(request: Request, caller: Caller, body: dto.ModelIn) -> JSON:
+def create_model(request: Request, actor: needs(Permission.WRITE_MODELS), body: dto.ModelIn) -> JSON:
     model = _services(request).registry.create_model(
-        caller.name, NewModel(body.name, body.owner, body.risk_tier, body.description))
+        actor, NewModel(body.name, body.owner, body.risk_tier, body.description))
     return JSON(dto.model_json(model), status_code=201)
 
 
 @router.get("/{name}")
-async def get_model(request: Request, caller: Caller, name: str) -> JSON:
+async def get_model(request: Request, actor: needs(Permission.READ), name: str) -> JSON:
     registry = _services(request).registry
     data = dto.model_json(registry.get_model(name))
     data["aliases"] = registry.aliases(name)
@@ -47,15 +48,15 @@ async def get_model(request: Request, caller: Caller, name: str) -> JSON:
 
 
 @router.get("/{name}/versions")
-async def list_versions(request: Request, caller: Caller, name: str, limit: int = 50,
+async def list_versions(request: Request, actor: needs(Permission.READ), name: str, limit: int = 50,
                   cursor: Annotated[int | None, Query(ge=0)] = None) -> JSON:
     page = _services(request).registry.list_versions(name, limit=limit, cursor=cursor)
     return JSON(dto.page_json(page, dto.version_json))
 
 
 @router.post("/{name}/versions", status_code=201)
-def register_version(request: Request, caller: Caller, name: str, body: dto.VersionIn) -> JSON:
-    version = _services(request).registry.register_version(caller.name, NewVersion(
+def register_version(request: Request, actor: needs(Permission.WRITE_MODELS), name: str, body: dto.VersionIn) -> JSON:
+    version = _services(request).registry.register_version(actor, NewVersion(
         model=name, artifact_digest=body.artifact_digest, flavor=body.flavor, trusted=body.trusted,
         profile=body.profile, sample_digest=body.sample_digest, metrics=body.metrics, card=body.card,
         lineage=body.lineage.to_domain(), description=body.description, owner=body.owner,
@@ -64,36 +65,36 @@ def register_version(request: Request, caller: Caller, name: str, body: dto.Vers
 
 
 @router.get("/{name}/versions/{ref}")
-async def get_version(request: Request, caller: Caller, name: str, ref: str) -> JSON:
+async def get_version(request: Request, actor: needs(Permission.READ), name: str, ref: str) -> JSON:
     """``ref`` is a version number, an alias, or ``latest``."""
     return JSON(dto.version_json(_services(request).registry.get_version(name, ref)))
 
 
 @router.post("/{name}/versions/{version}/transitions")
-def transition(request: Request, caller: Caller, name: str, version: int, body: dto.TransitionIn) -> JSON:
+def transition(request: Request, actor: needs(Permission.LIFECYCLE), name: str, version: int, body: dto.TransitionIn) -> JSON:
     """Move the version's lifecycle status: ``validate``, ``deprecate`` or ``archive``."""
-    moved = _services(request).registry.transition(caller.name, name, version, body.event)
+    moved = _services(request).registry.transition(actor, name, version, body.event)
     return JSON(dto.version_json(moved))
 
 
 @router.get("/{name}/versions/{ref}/profile")
-async def get_profile(request: Request, caller: Caller, name: str, ref: str) -> JSON:
+def get_profile(request: Request, actor: needs(Permission.READ_SENSITIVE), name: str, ref: str) -> JSON:
     """The reference profile of the version's training data (per-column statistics and bins)."""
-    return JSON(_services(request).registry.get_profile(name, ref))
+    return JSON(_services(request).registry.get_profile(actor, name, ref))
 
 
 @router.get("/{name}/aliases")
-async def list_aliases(request: Request, caller: Caller, name: str) -> JSON:
+async def list_aliases(request: Request, actor: needs(Permission.READ), name: str) -> JSON:
     return JSON(_services(request).registry.aliases(name))
 
 
 @router.put("/{name}/aliases/{alias}")
-def set_alias(request: Request, caller: Caller, name: str, alias: str, body: dto.AliasIn) -> JSON:
-    previous = _services(request).registry.set_alias(caller.name, name, alias, body.version)
+def set_alias(request: Request, actor: needs(Permission.MOVE_ALIASES), name: str, alias: str, body: dto.AliasIn) -> JSON:
+    previous = _services(request).registry.set_alias(actor, name, alias, body.version)
     return JSON({"model": name, "alias": alias, "version": body.version, "previous": previous})
 
 
 @router.delete("/{name}/aliases/{alias}")
-def delete_alias(request: Request, caller: Caller, name: str, alias: str) -> JSON:
-    previous = _services(request).registry.delete_alias(caller.name, name, alias)
+def delete_alias(request: Request, actor: needs(Permission.MOVE_ALIASES), name: str, alias: str) -> JSON:
+    previous = _services(request).registry.delete_alias(actor, name, alias)
     return JSON({"model": name, "alias": alias, "previous": previous})

@@ -27,6 +27,8 @@ def up(host: str = typer.Option(None, help="Interface to bind (default 127.0.0.1
     token_path = bootstrap.write_admin_token(services)
     # Warm the model loaders (seconds of imports) while the server already answers.
     threading.Thread(target=flavors.preload, name="preload", daemon=True).start()
+    if services.webhooks is not None:
+        services.webhooks.start()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     url = f"http://{settings.host}:{settings.port}"
     console.print(f"Threadline control plane on [bold]{url}[/bold]  (OpenAPI: {url}/api/v1/openapi.json)")

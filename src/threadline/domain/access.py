@@ -46,7 +46,8 @@ _R = Role
 PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.READ: _ALL,
     Permission.SELF_SERVICE: _ALL,
-    Permission.READ_SENSITIVE: frozenset({_R.DEVELOPER, _R.APPROVER, _R.REVIEWER, _R.AUDITOR, _R.ADMIN}),
+    Permission.READ_SENSITIVE: frozenset({_R.DEVELOPER, _R.DEPLOYER, _R.APPROVER, _R.REVIEWER, _R.AUDITOR,
+                                          _R.ADMIN}),
     Permission.WRITE_MODELS: frozenset({_R.DEVELOPER, _R.ADMIN}),
     Permission.LIFECYCLE: frozenset({_R.DEVELOPER, _R.DEPLOYER, _R.ADMIN}),
     Permission.MOVE_ALIASES: frozenset({_R.DEVELOPER, _R.DEPLOYER, _R.ADMIN}),

@@ -73,7 +73,7 @@ class Mfa:
         return record is not None and record.confirmed_at is not None
 
     def verify(self, user: models.User, code: str) -> None:
-        """Accept a fresh code once, or raise Forbidden saying why (and audit the refusal)."""
+        """Accept a fresh code once, or raise Forbidden saying why (the API audits refusals)."""
         with self._store.writing() as tx:
             record = tx.get_mfa(user.id)
             reason = self._refusal(record, code)
@@ -81,7 +81,6 @@ class Mfa:
                 assert record is not None
                 tx.put_mfa(models.MfaRecord(user.id, record.secret, record.confirmed_at, reason))
                 return
-            self._audit.record(tx, user.name, "mfa.denied", f"user/{user.name}", {"reason": reason})
         raise errors.Forbidden(f"TOTP code refused: {reason}")
 
     def _refusal(self, record: models.MfaRecord | None, code: str) -> int | str:
