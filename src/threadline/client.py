@@ -75,13 +75,15 @@ class Client:
                        risk: str | None = None, lineage: Mapping[str, Any] | None = None,
                        metrics: Mapping[str, float] | None = None, *, owner: str | None = None,
                        description: str = "", target: str | list[str] | None = None,
-                       trusted: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+                       trusted: bool = False, progress: Progress | None = None,
+                       otp: str | None = None) -> dict[str, Any]:
         """Upload a model (a fitted estimator, an ONNX model, or a path) and register a version.
 
         With ``training_data`` (DataFrame, Arrow table, Parquet or CSV path) the reference
         profile and a row sample are computed here and sent along; ``target`` names label
         columns to leave out. The model is created on first registration, owned by ``owner``
-        (default "default") with risk tier ``risk`` (default minimal).
+        (default "default") with risk tier ``risk`` (default minimal). ``trusted`` (accepting a
+        pickle) needs an approver and a fresh TOTP code in ``otp``.
         """
         from threadline.artifacts import pack
 
@@ -98,7 +100,7 @@ class Client:
                 body.update(self._profile(training_data, target, workdir, lineage_body))
             body["artifact_digest"] = self.upload_artifact(path, progress=progress)
         body["lineage"] = lineage_body
-        return self._call("POST", f"/api/v1/models/{_seg(name)}/versions", json=body)
+        return self._call("POST", f"/api/v1/models/{_seg(name)}/versions", json=body, headers=_otp(otp))
 
     def _profile(self, training_data: Any, target: str | list[str] | None, workdir: Path,
                  lineage: dict[str, Any]) -> dict[str, Any]:
@@ -124,11 +126,13 @@ class Client:
 
     # -- aliases ------------------------------------------------------------------------
 
-    def set_alias(self, name: str, alias: str, version: int) -> dict[str, Any]:
-        return self._call("PUT", f"/api/v1/models/{_seg(name)}/aliases/{_seg(alias)}", json={"version": version})
+    def set_alias(self, name: str, alias: str, version: int, *, otp: str | None = None) -> dict[str, Any]:
+        """Point an alias at a version; an alias the policy protects needs a fresh TOTP code."""
+        return self._call("PUT", f"/api/v1/models/{_seg(name)}/aliases/{_seg(alias)}", json={"version": version},
+                          headers=_otp(otp))
 
-    def delete_alias(self, name: str, alias: str) -> dict[str, Any]:
-        return self._call("DELETE", f"/api/v1/models/{_seg(name)}/aliases/{_seg(alias)}")
+    def delete_alias(self, name: str, alias: str, *, otp: str | None = None) -> dict[str, Any]:
+        return self._call("DELETE", f"/api/v1/models/{_seg(name)}/aliases/{_seg(alias)}", headers=_otp(otp))
 
     def aliases(self, name: str) -> dict[str, int]:
         return self._call("GET", f"/api/v1/models/{_seg(name)}/aliases")
@@ -192,9 +196,12 @@ class Client:
     def audit_verify(self) -> dict[str, Any]:
         return self._call("GET", "/api/v1/audit/verify")
 
-    def audit_entries(self, after: int = 0) -> Iterator[dict[str, Any]]:
+    def audit_entries(self, after: int = 0, *, actor: str | None = None, action: str | None = None,
+                      object: str | None = None) -> Iterator[dict[str, Any]]:
+        """Entries in order; ``action`` ending in ``.`` matches a family, ``object`` a subtree."""
+        filters = {k: v for k, v in {"actor": actor, "action": action, "object": object}.items() if v}
         while True:
-            page = self._call("GET", "/api/v1/audit/entries", params={"after": after, "limit": 1000})
+            page = self._call("GET", "/api/v1/audit/entries", params={"after": after, "limit": 1000, **filters})
             yield from page["items"]
             if page["next_after"] is None:
                 return
@@ -202,6 +209,87 @@ class Client:
 
     def audit_checkpoint(self) -> dict[str, Any]:
         return self._call("POST", "/api/v1/audit/checkpoint")
+
+    # -- identity -----------------------------------------------------------------------
+
+    def whoami(self) -> dict[str, Any]:
+        return self._call("GET", "/api/v1/whoami")
+
+    def create_user(self, name: str, roles: list[str], teams: list[str] | None = None) -> dict[str, Any]:
+        return self._call("POST", "/api/v1/users", json={"name": name, "roles": roles, "teams": teams or []})
+
+    def list_users(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/api/v1/users")["items"])
+
+    def update_user(self, name: str, *, roles: list[str] | None = None, teams: list[str] | None = None,
+                    disabled: bool | None = None) -> dict[str, Any]:
+        body = {k: v for k, v in {"roles": roles, "teams": teams, "disabled": disabled}.items() if v is not None}
+        return self._call("PATCH", f"/api/v1/users/{_seg(name)}", json=body)
+
+    def create_token(self, name: str, *, user: str | None = None, expires_in_days: int | None = 90) -> dict[str, Any]:
+        """A new token; ``result["token"]`` is the secret, shown only in this response."""
+        return self._call("POST", "/api/v1/tokens", json={"name": name, "user": user,
+                                                          "expires_in_days": expires_in_days})
+
+    def list_tokens(self, user: str | None = None) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/api/v1/tokens", params={"user": user} if user else {})["items"])
+
+    def revoke_token(self, token_id: int) -> dict[str, Any]:
+        return self._call("DELETE", f"/api/v1/tokens/{token_id}")
+
+    def mfa_enroll(self, *, otp: str | None = None) -> dict[str, Any]:
+        """Start TOTP enrolment: ``secret`` and ``uri`` for an authenticator app."""
+        return self._call("POST", "/api/v1/mfa/enroll", headers=_otp(otp))
+
+    def mfa_confirm(self, code: str) -> dict[str, Any]:
+        return self._call("POST", "/api/v1/mfa/confirm", json={"code": code})
+
+    # -- governance ---------------------------------------------------------------------
+
+    def get_policy(self) -> dict[str, Any]:
+        return self._call("GET", "/api/v1/policy")
+
+    def set_policy(self, document: str, *, source: str = "policy.yaml", otp: str | None = None) -> dict[str, Any]:
+        return self._call("PUT", "/api/v1/policy", json={"document": document, "source": source}, headers=_otp(otp))
+
+    def policy_history(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/api/v1/policy/history")["items"])
+
+    def get_card(self, name: str, ref: str | int = "latest", *, format: str = "json") -> Any:
+        """The version's card: a dict for ``json``, text for ``markdown`` or ``html``."""
+        return self._call("GET", f"{_version_path(name, ref)}/card", params={"format": format})
+
+    def edit_card(self, name: str, version: int, card: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call("PUT", f"{_version_path(name, version)}/card", json=dict(card))
+
+    def check(self, name: str, ref: str | int, environment: str) -> dict[str, Any]:
+        """Every policy gate for this version in ``environment``: outcome and reason."""
+        return self._call("GET", f"{_version_path(name, ref)}/check", params={"environment": environment})
+
+    def approvals(self, name: str, ref: str | int) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"{_version_path(name, ref)}/approvals")["items"])
+
+    def request_approval(self, name: str, version: int, environment: str, comment: str = "") -> dict[str, Any]:
+        return self._call("POST", f"{_version_path(name, version)}/approval-requests",
+                          json={"environment": environment, "comment": comment})
+
+    def decide(self, name: str, version: int, environment: str, decision: str, comment: str = "", *,
+               otp: str | None = None) -> dict[str, Any]:
+        """``decision`` is approve, reject or withdraw; the result is the gate report after it."""
+        return self._call("POST", f"{_version_path(name, version)}/approvals", headers=_otp(otp),
+                          json={"environment": environment, "decision": decision, "comment": comment})
+
+    def compliance(self, name: str, ref: str | int, *, deployment: str | None = None, format: str = "json") -> Any:
+        """The compliance report; ``deployment`` is a ModelDeployment YAML text."""
+        return self._call("POST", f"{_version_path(name, ref)}/compliance",
+                          json={"deployment": deployment, "format": format})
+
+    def readiness(self, deployment: str, *, format: str = "json") -> Any:
+        return self._call("POST", "/api/v1/readiness", json={"deployment": deployment, "format": format})
+
+    def attest(self, deployment: str, item: str, comment: str) -> dict[str, Any]:
+        return self._call("POST", "/api/v1/readiness/attestations",
+                          json={"deployment": deployment, "item": item, "comment": comment})
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -224,6 +312,8 @@ class Client:
                 "is `threadline up` running, and is THREADLINE_URL right?") from exc
         if response.status_code >= 400:
             _raise_for(response)
+        if not response.headers.get("content-type", "").startswith("application/json"):
+            return response.text  # a rendered report or card
         return orjson.loads(response.content)
 
 
@@ -233,6 +323,14 @@ def _raise_for(response: httpx.Response) -> None:
     except ValueError:
         message = response.text[:500] or response.reason_phrase
     raise _STATUS_ERRORS.get(response.status_code, errors.ThreadlineError)(message)
+
+
+def _otp(code: str | None) -> dict[str, str]:
+    return {"X-Threadline-OTP": code} if code else {}
+
+
+def _version_path(name: str, ref: str | int) -> str:
+    return f"/api/v1/models/{_seg(name)}/versions/{_seg(str(ref))}"
 
 
 def _seg(value: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -16,7 +16,7 @@ from threadline.adapters.clock import SystemClock
 from threadline.adapters.signing import Ed25519Signer
 from threadline.adapters.sql.store import SqlMetadataStore
 from threadline.audit.log import AuditLog
-from threadline.domain import errors
+from threadline.domain import access, errors
 from threadline.identity.service import Identity
 
 from support import ControlPlane
@@ -38,7 +38,7 @@ def test_sdk_round_trip(shared_plane: ControlPlane, iris_model: tuple[object, ob
     features.to_parquet(data)  # type: ignore[attr-defined]
     with client(shared_plane) as c:
         v1 = c.register_model(model, "iris", training_data=data, metrics={"accuracy": 0.97},
-                              card={"intended_use": "demo"}, risk="limited", owner="team-a",
+                              card={"intended_use": {"primary_uses": ["demo"]}}, risk="limited", owner="team-a",
                               lineage={"code_repo": "https://git.example/iris", "code_commit": "abc123"})
         v2 = c.register_model(model, "iris", training_data=features,
                               lineage={"parent_version": 1})
@@ -79,7 +79,7 @@ def test_openapi_is_behind_auth_and_every_route_refuses_bad_tokens(shared_plane:
     for path in ("/docs", "/redoc", "/openapi.json"):
         assert httpx.get(shared_plane.url + path).status_code == 404
     spec = httpx.get(shared_plane.url + "/api/v1/openapi.json", headers=shared_plane.auth()).json()
-    expired = _issue_token(shared_plane, timedelta(seconds=-1))
+    expired = _issue_expired_token(shared_plane)
     before = audit_count(shared_plane)
     calls = 0
     for path, operations in spec["paths"].items():
@@ -100,11 +100,18 @@ def test_openapi_is_behind_auth_and_every_route_refuses_bad_tokens(shared_plane:
     assert expired not in json.dumps(entries)
 
 
-def _issue_token(plane: ControlPlane, expires_in: timedelta) -> str:
+class _HourAgo:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc) - timedelta(hours=1)
+
+
+def _issue_expired_token(plane: ControlPlane) -> str:
+    """A token issued an hour ago for a minute: expired now."""
     store = SqlMetadataStore(plane.database_url)
     try:
         audit = AuditLog(Ed25519Signer.load_or_create(plane.home / "audit-signing.key"), SystemClock())
-        return Identity(store, audit, SystemClock()).issue_token("test", "admin", "short", expires_in).secret
+        identity = Identity(store, audit, _HourAgo())
+        return identity.issue_token(access.system("test"), "admin", "short", timedelta(minutes=1)).secret
     finally:
         store.close()
 

@@ -22,14 +22,14 @@ def test_register_list_show_alias(shared_plane: ControlPlane, tmp_path: Path,
     data = tmp_path / "train.csv"
     features.to_csv(data, index=False)  # type: ignore[attr-defined]
     card = tmp_path / "card.yaml"
-    card.write_text("model_details:\n  name: iris\nintended_use: teaching\n")
+    card.write_text("model_details:\n  overview: iris\nintended_use:\n  primary_uses: [teaching]\n")
     lineage = tmp_path / "lineage.yaml"
     lineage.write_text("code_repo: https://git.example/iris\ncode_commit: 0123abc\n")
     out = shared_plane.cli("models", "register", str(model_path), "--name", "cli-iris", "--training-data",
                            str(data), "--metric", "accuracy=0.97", "--card", str(card), "--lineage",
                            str(lineage), "--owner", "team-a", "--risk", "limited", "--json", check=True)
     version = json.loads(out.stdout)
-    assert version["version"] == 1 and version["card"]["intended_use"] == "teaching"
+    assert version["version"] == 1 and version["card"]["intended_use"] == {"primary_uses": ["teaching"]}
     assert version["lineage"]["code_commit"] == "0123abc" and version["metrics"] == {"accuracy": 0.97}
     shared_plane.cli("models", "register", str(model_path), "--name", "cli-iris", check=True)
     listed = json.loads(shared_plane.cli("models", "list", "--json", check=True).stdout)
@@ -84,5 +84,5 @@ def test_db_upgrade(tmp_path: Path) -> None:
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "admin.token").write_text("unused\n")
     result = plane.cli("db", "upgrade", check=True)
-    assert "schema revision 0001" in result.stdout
+    assert "schema revision 0002" in result.stdout
     assert plane.cli("db", "upgrade", check=True).returncode == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 import orjson
 import typer
@@ -31,15 +32,18 @@ def verify(as_json: bool = typer.Option(False, "--json", help="Print the result 
 
 @app.command("export")
 def export(output: Path = typer.Option(None, "--output", "-o", help="File to write (default stdout)."),
-           after: int = typer.Option(0, help="Only entries after this sequence number.")) -> None:
-    """Write audit entries as JSON Lines, oldest first."""
+           after: int = typer.Option(0, help="Only entries after this sequence number."),
+           actor: Optional[str] = typer.Option(None, help="Only this actor's entries."),
+           action: Optional[str] = typer.Option(None, help="Only this action; end with '.' for a family (approval.)."),
+           object: Optional[str] = typer.Option(None, "--object", help="Only this object and those below it.")) -> None:
+    """Write audit entries as JSON Lines, oldest first, optionally filtered."""
     from threadline.client import Client
 
     sink = output.open("wb") if output else sys.stdout.buffer
     count = 0
     try:
         with Client() as client:
-            for entry in client.audit_entries(after=after):
+            for entry in client.audit_entries(after=after, actor=actor, action=action, object=object):
                 sink.write(orjson.dumps(entry) + b"\n")
                 count += 1
     finally:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from threadline.cli import audit, db, models, serve, server, spec
+from threadline.cli import audit, db, governance, identity, models, serve, server, spec
 from threadline.cli.output import fail
 from threadline.domain import errors
 
@@ -19,6 +19,13 @@ app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
 app.add_typer(spec.app, name="spec")
+app.add_typer(identity.users, name="users")
+app.add_typer(identity.tokens, name="tokens")
+app.add_typer(identity.mfa, name="mfa")
+app.add_typer(governance.policy, name="policy")
+app.add_typer(governance.approvals, name="approvals")
+app.command("compliance")(governance.compliance)
+app.add_typer(governance.readiness, name="readiness")
 
 
 def run() -> None:

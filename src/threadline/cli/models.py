@@ -35,8 +35,9 @@ def register(
     metric: list[str] = typer.Option([], help="A metric as NAME=VALUE; repeat for more."),
     card: Optional[Path] = typer.Option(None, help="Model card YAML file."),
     lineage: Optional[Path] = typer.Option(None, help="Lineage YAML (code_repo, code_commit, ...)."),
-    trusted: bool = typer.Option(False, help="Accept a pickle artifact (it runs code when loaded)."),
+    trusted: bool = typer.Option(False, help="Accept a pickle artifact (it runs code when loaded; approvers, --otp)."),
     description: str = typer.Option("", help="What this version is."),
+    otp: Optional[str] = typer.Option(None, "--otp", help="A fresh TOTP code (needed with --trusted)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Upload a model artifact and register it as the next version."""
@@ -45,9 +46,9 @@ def register(
                                        transient=True, disable=as_json) as bar:
         task = bar.add_task("uploading", total=None)
         version = client.register_model(
-            path, name, flavor=flavor, training_data=training_data, card=_yaml(card, "card"), risk=risk,
+            path, name, flavor=flavor, training_data=training_data, card=_card(card), risk=risk,
             lineage=_yaml(lineage, "lineage"), metrics=_metrics(metric), owner=owner,
-            description=description, target=target or None, trusted=trusted,
+            description=description, target=target or None, trusted=trusted, otp=otp,
             progress=lambda sent, total: bar.update(task, completed=sent, total=total))
     if as_json:
         emit_json(version)
@@ -114,12 +115,14 @@ def alias(name: str = typer.Argument(..., help="Model name."),
           alias_name: str = typer.Argument(..., metavar="ALIAS"),
           version: Optional[int] = typer.Argument(None, help="Version to point at (omit with --delete)."),
           delete: bool = typer.Option(False, "--delete", help="Remove the alias."),
+          otp: Optional[str] = typer.Option(None, "--otp", help="A fresh TOTP code, for aliases the policy protects."),
           as_json: bool = JSON_OPTION) -> None:
     """Point an alias at a version (atomically), or delete it."""
     if delete == (version is not None):
         raise errors.InvalidInput("give a VERSION to set the alias, or --delete to remove it")
     with _client() as client:
-        result = client.delete_alias(name, alias_name) if delete else client.set_alias(name, alias_name, version)
+        result = (client.delete_alias(name, alias_name, otp=otp) if delete
+                  else client.set_alias(name, alias_name, version, otp=otp))
     if as_json:
         emit_json(result)
     elif delete:
@@ -127,6 +130,53 @@ def alias(name: str = typer.Argument(..., help="Model name."),
     else:
         was = f" (was {result['previous']})" if result["previous"] else ""
         console.print(f"{name}@{alias_name} -> version {version}{was}")
+
+
+@app.command()
+def check(ref: str = typer.Argument(..., help="NAME@VERSION or NAME@ALIAS."),
+          environment: str = typer.Option(..., "--env", "-e", help="Environment, e.g. production."),
+          as_json: bool = JSON_OPTION) -> None:
+    """Evaluate every policy gate for a version in an environment; exit 1 if one fails."""
+    from threadline.cli.governance import show_gates
+
+    name, version_ref = names.version_ref(ref)
+    with _client() as client:
+        report = client.check(name, version_ref, environment)
+    emit_json(report) if as_json else show_gates(report)
+    if not report["passed"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def card(ref: str = typer.Argument(..., help="NAME@VERSION or NAME@ALIAS."),
+         format: str = typer.Option("markdown", "--format", "-f", help="markdown, html or json."),
+         edit: Optional[Path] = typer.Option(None, "--edit", help="Replace the card with this YAML (owners)."),
+         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file.")) -> None:
+    """Render a version's model card, or store a new revision of it from YAML."""
+    from threadline.cli.governance import print_document
+
+    name, version_ref = names.version_ref(ref)
+    with _client() as client:
+        if edit is not None:
+            if not str(version_ref).isdigit():
+                raise errors.InvalidInput(f"{ref!r}: edit a card by version number, e.g. {name}@3")
+            result = client.edit_card(name, int(version_ref), _card(edit) or {})
+            console.print(f"{name}@{version_ref} card revision {result['revision']} stored")
+            return
+        print_document(client.get_card(name, version_ref, format=format), output)
+
+
+def _card(path: Path | None) -> dict[str, Any] | None:
+    """A model card file, checked here so its errors name the file and line."""
+    from threadline.governance import cards
+
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise errors.InvalidInput(f"cannot read card file {path}: {exc}") from None
+    return cards.load_card_yaml(text, str(path)).model_dump(mode="json", exclude_defaults=True)
 
 
 def _when(timestamp: str) -> str:
