@@ -86,3 +86,40 @@ def test_db_upgrade(tmp_path: Path) -> None:
     result = plane.cli("db", "upgrade", check=True)
     assert "schema revision 0002" in result.stdout
     assert plane.cli("db", "upgrade", check=True).returncode == 0
+
+
+def test_governance_commands(shared_plane: ControlPlane, tmp_path: Path, iris_model: tuple[object, object]) -> None:
+    model_path = tmp_path / "gov.skops"
+    skops.io.dump(iris_model[0], model_path)
+    shared_plane.cli("users", "add", "gina", "--role", "developer", "--team", "default", check=True)
+    created = shared_plane.cli("tokens", "create", "ci", "--user", "gina", check=True).stdout
+    token = created.strip().splitlines()[-1]
+    assert token.startswith("tl_") and "not shown again" in created
+    listed = shared_plane.cli("tokens", "list", "--user", "gina", check=True).stdout
+    assert "gina" in listed and token not in listed
+    assert "developer" in shared_plane.cli("users", "list", check=True).stdout
+
+    shared_plane.cli("models", "register", str(model_path), "--name", "gov", "--metric", "accuracy=0.95", check=True)
+    check = shared_plane.cli("models", "check", "gov@1", "--env", "production")
+    assert check.returncode == 1 and "approvals" in check.stdout and "request approval first" in check.stdout
+    assert shared_plane.cli("models", "check", "gov@1", "--env", "staging", check=True).returncode == 0
+    html = tmp_path / "card.html"
+    shared_plane.cli("models", "card", "gov@1", "--format", "html", "-o", str(html), check=True)
+    assert "<html" in html.read_text().lower()
+    card = tmp_path / "card.yaml"
+    card.write_text("model_details:\n  overview: governed\n")
+    shared_plane.cli("models", "card", "gov@1", "--edit", str(card), check=True)
+    assert "governed" in shared_plane.cli("models", "card", "gov@1", check=True).stdout
+    shared_plane.cli("models", "transition", "gov@1", "validate", check=True)
+    requested = shared_plane.cli("approvals", "request", "gov@1", "--env", "production", "-m", "ship it", check=True)
+    assert "0 of 1 distinct approvers" in requested.stdout
+    assert "request" in shared_plane.cli("approvals", "list", "gov@1", check=True).stdout
+    assert "GovernancePolicy" in shared_plane.cli("policy", "show", check=True).stdout
+    report = shared_plane.cli("compliance", "gov@1", check=True).stdout
+    assert "Art. 12" in report and "NIST" in report
+    bad_card = tmp_path / "bad-card.yaml"
+    bad_card.write_text("model_details:\n  overveiw: typo\n")
+    refused = shared_plane.cli("models", "card", "gov@1", "--edit", str(bad_card))
+    assert refused.returncode == 1 and f"{bad_card}:2: model_details.overveiw: unknown field" in refused.stderr
+    exported = shared_plane.cli("audit", "export", "--action", "card.", check=True).stdout
+    assert [json.loads(line)["action"] for line in exported.splitlines()] == ["card.edit"]

@@ -3,8 +3,13 @@ MFA step-up, the approval workflow with separation of duties, policy changes, re
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -261,3 +266,47 @@ def test_protected_alias_reports_and_attestations(
     viewer = team.user("vic", "viewer")
     with pytest.raises(errors.Forbidden, match="attest"):
         viewer.attest(DEPLOYMENT, "infrastructure.network_policy", "me too")
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """A webhook endpoint that fails the first delivery, to prove retries."""
+
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((dict(self.headers), body))
+        self.send_response(500 if len(self.received) == 1 else 204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_approval_events_are_signed_webhooks_retried_until_delivered(
+        database_url: str, tmp_path: Path, iris_model: tuple[object, object]) -> None:
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    _Receiver.received = []
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    secret = "webhook-test-secret"
+    plane = ControlPlane(home=tmp_path / "home", database_url=database_url, extra_env={
+        "THREADLINE_WEBHOOK_URLS": f'["http://127.0.0.1:{receiver.server_port}/hook"]',
+        "THREADLINE_WEBHOOK_SECRET": secret}).start()
+    try:
+        admin = Client(plane.url, plane.token)
+        admin.register_model(iris_model[0], "iris", owner="default")
+        admin.transition_version("iris", 1, "validate")
+        admin.request_approval("iris", 1, "staging", "please")
+        deadline = time.monotonic() + 20
+        while len(_Receiver.received) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        plane.stop()
+        receiver.shutdown()
+    assert len(_Receiver.received) == 2, plane.log()
+    headers, body = _Receiver.received[1]
+    assert headers["X-Threadline-Event"] == "approval.request"
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["X-Threadline-Signature"], expected)
+    assert _Receiver.received[0][1] == body  # the retry sends the same message
+    assert json.loads(body)["model"] == "iris" and secret not in plane.log()

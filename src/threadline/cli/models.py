@@ -1,4 +1,4 @@
-"""``threadline models register|list|show|alias``."""
+"""``threadline models register|list|show|alias|transition|check|card``."""
 
 from __future__ import annotations
 
@@ -130,6 +130,19 @@ def alias(name: str = typer.Argument(..., help="Model name."),
     else:
         was = f" (was {result['previous']})" if result["previous"] else ""
         console.print(f"{name}@{alias_name} -> version {version}{was}")
+
+
+@app.command()
+def transition(ref: str = typer.Argument(..., help="NAME@VERSION."),
+               event: str = typer.Argument(..., help="validate, deprecate or archive."),
+               as_json: bool = JSON_OPTION) -> None:
+    """Move a version along its lifecycle (approval goes through `threadline approvals`)."""
+    name, version_ref = names.version_ref(ref)
+    if not str(version_ref).isdigit():
+        raise errors.InvalidInput(f"{ref!r}: name a version number, e.g. {name}@3")
+    with _client() as client:
+        version = client.transition_version(name, int(version_ref), event)
+    emit_json(version) if as_json else console.print(f"{name}@{version_ref} is now {version['status']}")
 
 
 @app.command()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from threadline.domain import errors, models, names
@@ -91,13 +91,14 @@ class GovernancePolicy(_Schema):
                             Annotated[str, AfterValidator(names.environment_name)]] = Field(default_factory=dict)
     tiers: dict[TierName, Environments]
 
-    @model_validator(mode="after")
-    def _every_tier(self) -> GovernancePolicy:
-        missing = [tier for tier in ("minimal", "limited", "high") if tier not in self.tiers]
+    @field_validator("tiers")
+    @classmethod
+    def _every_tier(cls, tiers: dict[str, Environments]) -> dict[str, Environments]:
+        missing = [tier for tier in ("minimal", "limited", "high") if tier not in tiers]
         if missing:
             raise ValueError(f"tiers {', '.join(missing)} have no rules; give each tier its environments "
                              "(unacceptable takes none: it never deploys)")
-        return self
+        return tiers
 
     def gates(self, tier: models.RiskTier, environment: str) -> Gates | None:
         """The gates for ``tier`` in ``environment``; the ``*`` entry covers unlisted environments.

@@ -1,4 +1,4 @@
-"""Users and API tokens: issue, authenticate, bootstrap the first admin.
+"""Users and API tokens: create and manage users, issue and revoke tokens, authenticate.
 
 A token is shown once, when issued, and only its hash is stored. Failed authentication is
 audited with the reason and never with the presented token.
