@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import pyotp
 import pytest
 import skops.io
 import sqlalchemy as sa
@@ -123,3 +126,21 @@ def test_governance_commands(shared_plane: ControlPlane, tmp_path: Path, iris_mo
     assert refused.returncode == 1 and f"{bad_card}:2: model_details.overveiw: unknown field" in refused.stderr
     exported = shared_plane.cli("audit", "export", "--action", "card.", check=True).stdout
     assert [json.loads(line)["action"] for line in exported.splitlines()] == ["card.edit"]
+
+
+def test_mfa_enroll_shows_a_qr_code_and_confirms_with_a_code(control_plane: ControlPlane) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "threadline", "mfa", "enroll"], env=control_plane.cli_env(),
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdin is not None
+    shown = ""
+    while "secret (manual entry):" not in shown:
+        line = process.stdout.readline()
+        assert line, process.stderr.read() if process.stderr else ""
+        shown += line
+    secret = shown.rsplit("secret (manual entry):", 1)[1].strip()
+    assert "otpauth://totp/Threadline:admin?" in shown and "█" in shown  # the QR code, in block characters
+    process.stdin.write(pyotp.TOTP(secret).now() + "\n")
+    process.stdin.close()
+    rest = process.stdout.read()
+    assert process.wait(timeout=60) == 0, rest
+    assert "second factor enrolled" in rest

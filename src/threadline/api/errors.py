@@ -72,7 +72,8 @@ def _http_error(request: Request, exc: HTTPException) -> JSON:
 
 
 def _unexpected(_request: Request, exc: Exception) -> JSON:
-    log.exception("unexpected error")
+    # Handlers run in a worker thread where no exception is active: pass it explicitly.
+    log.error("unexpected error", exc_info=exc)
     return JSON({"error": "internal error; the server log has the details"}, status_code=500)
 
 

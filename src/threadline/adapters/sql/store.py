@@ -400,12 +400,24 @@ class SqlMetadataStore:
         self.engine.dispose()
 
 
+_OUT_OF_RANGE = f"a number is out of range: identifiers and versions are at most {2**63 - 1}"
+
+
 @contextmanager
 def _translated() -> Iterator[None]:
+    """Database failures as domain errors: an unreachable database is a configuration problem,
+    and a number the database cannot hold (SQLite: OverflowError, PostgreSQL: DataError) is bad
+    input, never a 500."""
     try:
         yield
     except sa_exc.OperationalError as exc:
         raise errors.ConfigurationError(f"metadata database error: {_first_line(exc)}") from exc
+    except (OverflowError, sa_exc.DataError) as exc:
+        raise errors.InvalidInput(_OUT_OF_RANGE) from exc
+    except sa_exc.StatementError as exc:
+        if isinstance(exc.orig, OverflowError):
+            raise errors.InvalidInput(_OUT_OF_RANGE) from exc
+        raise
 
 
 def _first_line(exc: Exception) -> str:
