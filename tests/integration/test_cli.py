@@ -124,6 +124,8 @@ def test_governance_commands(shared_plane: ControlPlane, tmp_path: Path, iris_mo
     bad_card.write_text("model_details:\n  overveiw: typo\n")
     refused = shared_plane.cli("models", "card", "gov@1", "--edit", str(bad_card))
     assert refused.returncode == 1 and f"{bad_card}:2: model_details.overveiw: unknown field" in refused.stderr
+    listed = shared_plane.cli("audit", "list", "--object", "model/gov", "--last", "5", check=True).stdout
+    assert "approval.request" in listed and "card.edit" in listed
     exported = shared_plane.cli("audit", "export", "--action", "card.", check=True).stdout
     assert [json.loads(line)["action"] for line in exported.splitlines()] == ["card.edit"]
 

@@ -142,6 +142,8 @@ def test_high_risk_model_reaches_production_only_with_full_evidence(
     assert "1 of 2 distinct MFA-verified approvers" in _gate(report, "approvals")["reason"]
     with pytest.raises(errors.Forbidden, match="already used"):
         ap1.decide("iris", 1, "production", "approve", otp=code)
+    with pytest.raises(errors.Forbidden, match="ann has already approved iris@1"):
+        ap1.decide("iris", 1, "production", "approve", otp=team.next_code("ann"))
     with pytest.raises(errors.Forbidden, match="wrong or expired"):
         ap2.decide("iris", 1, "production", "approve", otp="000000" if code != "000000" else "111111")
 

@@ -212,8 +212,8 @@ def _allowed(actor: access.Actor, decision: models.Decision, version: models.Mod
                                   + (f" since {state.rejected_by} rejected it" if state.rejected_by else "")
                                   + f": `threadline approvals request {ref} --env {environment}` first")
         if actor.name in state.approvers:
-            raise errors.Conflict(f"{actor.name} has already approved {ref} for {environment}; "
-                                  "a second approval must come from someone else")
+            raise errors.PolicyViolation(f"separation of duties: {actor.name} has already approved {ref} for "
+                                         f"{environment}; a further approval must come from someone else")
         if rules.mfa and not actor.mfa_verified:
             raise errors.PolicyViolation(f"the policy requires MFA for approving {model.risk_tier.value}-risk "
                                          f"models in {environment}: send a fresh TOTP code (--otp)")
