@@ -84,7 +84,7 @@ def test_a_fully_evidenced_high_risk_version_satisfies_all_but_attestations() ->
     assert "/api/v1/models/fraud-model/versions/7/card" in controls["Art. 11"].evidence
     assert "/api/v1/models/fraud-model/versions/7/profile" in controls["Art. 10"].evidence
     assert "/api/v1/models/fraud-model/versions/7/approvals" in controls["Art. 9"].evidence
-    assert controls["Art. 12"].evidence == ("/api/v1/audit?object=model/fraud-model/version/7",)
+    assert controls["Art. 12"].evidence == ("/api/v1/audit/entries?object=model/fraud-model/version/7",)
     assert "review queue fraud-review" in controls["Art. 14"].detail
     assert "bob (production, MFA" in controls["Art. 9"].detail
 

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from threadline.domain import models
 from threadline.gitops import spec
+from threadline.governance import cards
 
 Status = Literal["satisfied", "missing", "needs attestation"]
 SATISFIED: Status = "satisfied"
@@ -35,10 +36,8 @@ FRAMEWORKS = (EU_AI_ACT, NIST_AI_RMF, ISO_42001)
 
 LOG_RETENTION_DAYS = 183  # Art. 19(1) and 26(6): logs are kept at least six months
 DOCUMENTATION_RETENTION_DAYS = 3650  # Art. 18(1): documentation is kept ten years
-CARD_SECTIONS = ("model_details", "intended_use", "factors", "metrics", "evaluation_data",
-                 "training_data", "quantitative_analysis", "ethical_considerations",
-                 "caveats_and_recommendations")
-NO_DEPLOYMENT = "no deployment given: pass --deployment NAME"
+CARD_SECTIONS = cards.SECTIONS
+NO_DEPLOYMENT = "no deployment given: pass --deployment FILE"
 
 
 @dataclass(frozen=True)
@@ -412,7 +411,7 @@ def _link(evidence: Evidence, kind: str) -> str:
     if kind == "version":
         return version
     if kind == "audit":
-        return f"{base}/audit?object=model/{name}/version/{number}"
+        return f"{base}/audit/entries?object=model/{name}/version/{number}"
     if kind == "deployment" and evidence.deployment is not None:
         deployment_name, environment = evidence.deployment.key
         return f"{base}/deployments/{environment}/{deployment_name}"
