@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Protocol
 
 from threadline.domain import hashchain, models
+from threadline.gitops.model import Key, Observed, ServingSample, Workload
 
 
 @dataclass(frozen=True)
@@ -212,3 +213,23 @@ class MetadataStore(Protocol):
     def writing(self) -> AbstractContextManager[WriteTransaction]: ...
 
     def close(self) -> None: ...
+
+
+class Runtime(Protocol):
+    """Where deployments run (local processes or Kubernetes). It decides nothing: the
+    planner says what to run and the runtime makes it so, idempotently."""
+
+    name: str
+
+    def observe(self) -> dict[Key, Observed]:
+        """Every deployment this runtime runs, as it is right now (one call per pass)."""
+
+    def apply(self, workload: Workload) -> None:
+        """Make ``workload`` run; a no-op if it already does. Raises RuntimeFailure (and keeps
+        what ran before) when the new replicas do not become ready."""
+
+    def delete(self, key: Key) -> None:
+        """Stop and remove a deployment; a no-op if it is absent."""
+
+    def sample(self, key: Key) -> ServingSample:
+        """Cumulative serving counters per revision ref, read from the replicas' metrics."""

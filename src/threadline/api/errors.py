@@ -26,6 +26,7 @@ STATUS: tuple[tuple[type[errors.ThreadlineError], int], ...] = (
     (errors.Conflict, 409),
     (errors.IntegrityError, 500),
     (errors.ConfigurationError, 503),
+    (errors.RuntimeFailure, 502),
 )
 
 

@@ -92,3 +92,12 @@ def require_module(module: str, *, extra: str, feature: str) -> object:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingExtra(extra, feature) from exc
+
+
+class RuntimeFailure(ThreadlineError):
+    """A runtime could not bring a workload up (replicas never became ready); what ran before
+    keeps running. ``evidence`` says what was seen (exit codes, log tails, probe results)."""
+
+    def __init__(self, message: str, evidence: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.evidence = dict(evidence or {})
