@@ -154,6 +154,15 @@ class ReadTransaction(Protocol):
 
     def due_webhooks(self, now: datetime, limit: int) -> list[models.WebhookMessage]: ...
 
+    def deployments(self, environment: str | None = None) -> list[models.DeploymentRecord]: ...
+
+    def get_deployment(self, name: str, environment: str) -> models.DeploymentRecord: ...
+
+    def deployment_history(self, name: str, environment: str, *, limit: int) -> list[models.HistoryRecord]:
+        """Newest first."""
+
+    def source_commit(self, source: str) -> str | None: ...
+
 
 class WriteTransaction(ReadTransaction, Protocol):
     """A serialised write: one writer at a time holds the audit chain head.
@@ -197,6 +206,14 @@ class WriteTransaction(ReadTransaction, Protocol):
 
     def enqueue_webhook(self, event: str, payload: str, *, time: datetime) -> None:
         """Queue a notification in this transaction: it is sent only if the change commits."""
+
+    def put_deployment(self, record: models.DeploymentRecord) -> None: ...
+
+    def delete_deployment(self, name: str, environment: str) -> None: ...
+
+    def add_history(self, record: models.HistoryRecord) -> None: ...
+
+    def set_source_commit(self, source: str, commit: str, *, time: datetime) -> None: ...
 
     def webhook_attempted(self, message_id: int, *, attempts: int, delivered_at: datetime | None,
                           next_attempt_at: datetime, error: str | None) -> None: ...

@@ -28,7 +28,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -67,8 +67,9 @@ class _Remote:
     fetch_url: str  # without credentials
     redacted: str
     protocol: str  # the one protocol git may use: file, https or ssh
-    secrets: tuple[str, ...]  # longest first, so a secret containing another is scrubbed whole
-    auth_header: str | None
+    original: str = field(default="", repr=False)
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # longest first: scrubbed whole
+    auth_header: str | None = field(default=None, repr=False)
 
 
 class GitSource:
@@ -120,13 +121,14 @@ class GitSource:
         code, out, err = self._git("cat-file", "--batch-check", stdin="".join(f"{n}\n" for n in names).encode())
         if code != 0:
             raise errors.ConfigurationError(f"cannot read the mirror of {self.redacted_url}: {self._first_line(err)}")
-        found = [line.split() for line in out.decode().splitlines()]
-        commits = [fields[0] for fields in found[:len(candidates)] if fields[1:2] == ["commit"]]
-        if len(commits) > 1:
-            raise errors.InvalidInput(f"{self.ref!r} is the start of {len(commits)} commits: give more digits",
+        found = [line.split() for line in out.decode().splitlines()]  # "<id> <type> <size>" or "<name> missing"
+        commits = [fields[0] for fields in found if fields[1:2] == ["commit"]]
+        by_id = [fields[0] for fields in found[:len(candidates)] if fields[1:2] == ["commit"]]
+        if len(by_id) > 1:
+            raise errors.InvalidInput(f"{self.ref!r} is the start of {len(by_id)} commits: give more digits",
                                       field="ref")
-        for fields in commits + [fields[0] for fields in found[len(candidates):] if fields[1:2] == ["commit"]]:
-            return fields
+        if commits:
+            return commits[0]
         raise errors.NotFound(f"ref {self.ref!r} is no commit, branch or tag of {self.redacted_url}; "
                               f"branches: {self._branches()}")
 
@@ -258,8 +260,8 @@ class GitSource:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
-            raise errors.ConfigurationError(f"git {args[-1] if not git_dir else _verb(args)} on "
-                                            f"{self.redacted_url} took longer than {self._timeout:g} s") from None
+            raise errors.ConfigurationError(f"git {_verb(args)} for {self.redacted_url} took longer "
+                                            f"than {self._timeout:g} s") from None
         return process.returncode, out, err
 
     def _env(self, auth: bool) -> dict[str, str]:
@@ -283,6 +285,9 @@ class GitSource:
         return (reasons or lines or ["git gave no reason"])[0]
 
     def _scrub(self, text: str) -> str:
+        """Replace the credentialed URL by its redacted form, then any secret left anywhere."""
+        if self._remote.secrets:
+            text = text.replace(self._remote.original, self._remote.redacted)
         for secret in self._remote.secrets:
             text = text.replace(secret, "***")
         return text
@@ -320,9 +325,9 @@ def _parse_url(url: str) -> _Remote:
         host = head.rpartition("@")[2].split(":", 1)[0]
         if not host or host.startswith("-"):
             raise errors.InvalidInput(f"no valid host before the ':'; use {_ALLOWED}", field="url")
-        return _Remote(url, url, "ssh", (), None)
+        return _Remote(url, url, "ssh")
     path = os.path.abspath(os.path.expanduser(url))  # cwd-independent, and never an option
-    return _Remote(path, path, "file", (), None)
+    return _Remote(path, path, "file")
 
 
 def _scheme_url(url: str, scheme: str) -> _Remote:
@@ -331,13 +336,13 @@ def _scheme_url(url: str, scheme: str) -> _Remote:
     if scheme != "file" and (not hostport or hostport.startswith("-")):
         raise errors.InvalidInput(f"no valid host in the {scheme}:// URL; use {_ALLOWED}", field="url")
     if not at or scheme == "file":
-        return _Remote(url, url, scheme, (), None)
+        return _Remote(url, url, scheme)
     user, colon, password = userinfo.partition(":")
     if scheme == "ssh":
         if colon:
             raise errors.InvalidInput("an ssh:// URL cannot carry a password: use a key "
                                       "(ssh-agent or GIT_SSH_COMMAND)", field="url")
-        return _Remote(url, url, scheme, (), None)
+        return _Remote(url, url, scheme)
     bare = parts._replace(netloc=hostport).geturl()
     redacted = parts._replace(netloc=f"***@{hostport}").geturl()
     token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
@@ -345,4 +350,4 @@ def _scheme_url(url: str, scheme: str) -> _Remote:
     if not colon:  # https://TOKEN@host: the user part is the secret
         secrets |= {user, unquote(user)}
     ordered = tuple(sorted((s for s in secrets if s), key=len, reverse=True))
-    return _Remote(bare, redacted, scheme, ordered, f"Authorization: Basic {token}")
+    return _Remote(bare, redacted, scheme, url, ordered, f"Authorization: Basic {token}")

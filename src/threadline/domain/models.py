@@ -245,6 +245,37 @@ class WebhookMessage:
 
 
 @dataclass(frozen=True)
+class DeploymentRecord:
+    """A deployment as the agent last left it: its spec, its condition and the agent's memory."""
+
+    name: str
+    environment: str
+    spec: Mapping[str, Any]          # the ModelDeployment document (JSON form), or {} once removed
+    commit: str
+    status: str                      # Synced | OutOfSync | Progressing | Degraded | Blocked
+    reason: str
+    differences: tuple[str, ...]
+    state: Mapping[str, Any]         # gitops.state.DeploymentState as JSON
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    """One applied (or refused) action: what ran, at which commit, with which evidence."""
+
+    name: str
+    environment: str
+    commit: str
+    action: str
+    outcome: str                     # applied | failed | blocked | checked
+    workload: Mapping[str, Any] | None
+    reason: str
+    evidence: Mapping[str, Any]
+    time: datetime
+    id: int = 0
+
+
+@dataclass(frozen=True)
 class Page:
     """One page of a listing; ``next_cursor`` is None on the last page."""
 

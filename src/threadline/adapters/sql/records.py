@@ -104,3 +104,15 @@ def attestation(row: sa.Row[Any]) -> models.Attestation:
     return models.Attestation(
         deployment=row.deployment, environment=row.environment, item=row.item, actor=row.actor,
         comment=row.comment, time=utc(row.time), key_id=row.key_id, signature=bytes(row.signature), id=row.id)
+
+
+def deployment(row: sa.Row[Any]) -> models.DeploymentRecord:
+    return models.DeploymentRecord(
+        name=row.name, environment=row.environment, spec=row.spec, commit=row.commit, status=row.status,
+        reason=row.reason, differences=tuple(row.differences), state=row.state, updated_at=utc(row.updated_at))
+
+
+def history(row: sa.Row[Any]) -> models.HistoryRecord:
+    return models.HistoryRecord(
+        name=row.name, environment=row.environment, commit=row.commit, action=row.action, outcome=row.outcome,
+        workload=row.workload, reason=row.reason, evidence=row.evidence, time=utc(row.time), id=row.id)

@@ -179,3 +179,41 @@ webhook_outbox = sa.Table(
     sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
 )
+
+# GitOps: each deployment's condition and the agent's memory of it, one row per (name, env).
+deployments = sa.Table(
+    "deployments", metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("environment", sa.String(63), primary_key=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("commit", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("differences", sa.JSON, nullable=False),
+    sa.Column("state", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+deployment_history = sa.Table(
+    "deployment_history", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(63), nullable=False),
+    sa.Column("environment", sa.String(63), nullable=False),
+    sa.Column("commit", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("workload", sa.JSON, nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("evidence", sa.JSON, nullable=False),
+    sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_deployment_history_key", "environment", "name", "id"),
+)
+
+# The commit each Git source was last read at: a new commit that does not descend from it is
+# a force push.
+gitops_sources = sa.Table(
+    "gitops_sources", metadata,
+    sa.Column("source", sa.String(512), primary_key=True),
+    sa.Column("commit", sa.String(64), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)

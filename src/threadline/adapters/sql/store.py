@@ -212,6 +212,28 @@ class SqlReadTransaction:
                 .order_by(t.attestations.c.id))
         return [records.attestation(row) for row in self._c.execute(stmt)]
 
+    def deployments(self, environment: str | None = None) -> list[models.DeploymentRecord]:
+        stmt = sa.select(t.deployments).order_by(t.deployments.c.environment, t.deployments.c.name)
+        if environment is not None:
+            stmt = stmt.where(t.deployments.c.environment == environment)
+        return [records.deployment(row) for row in self._c.execute(stmt)]
+
+    def get_deployment(self, name: str, environment: str) -> models.DeploymentRecord:
+        row = self._c.execute(sa.select(t.deployments).where(t.deployments.c.name == name,
+                                                             t.deployments.c.environment == environment)).first()
+        if row is None:
+            raise errors.NotFound(f"no deployment {name!r} in environment {environment!r}")
+        return records.deployment(row)
+
+    def deployment_history(self, name: str, environment: str, *, limit: int) -> list[models.HistoryRecord]:
+        stmt = (sa.select(t.deployment_history)
+                .where(t.deployment_history.c.name == name, t.deployment_history.c.environment == environment)
+                .order_by(t.deployment_history.c.id.desc()).limit(limit))
+        return [records.history(row) for row in self._c.execute(stmt)]
+
+    def source_commit(self, source: str) -> str | None:
+        return self._c.execute(sa.select(t.gitops_sources.c.commit).where(t.gitops_sources.c.source == source)).scalar()
+
     def due_webhooks(self, now: datetime, limit: int) -> list[models.WebhookMessage]:
         stmt = (sa.select(t.webhook_outbox).where(t.webhook_outbox.c.delivered_at.is_(None),
                                                   t.webhook_outbox.c.next_attempt_at <= now)
@@ -343,6 +365,29 @@ class SqlWriteTransaction(SqlReadTransaction):
             actor=attestation.actor, comment=attestation.comment, time=attestation.time,
             key_id=attestation.key_id, signature=attestation.signature))
         return dataclasses.replace(attestation, id=int(result.inserted_primary_key[0]))
+
+    def put_deployment(self, record: models.DeploymentRecord) -> None:
+        key = (t.deployments.c.name == record.name) & (t.deployments.c.environment == record.environment)
+        values = {"spec": dict(record.spec), "commit": record.commit, "status": record.status, "reason": record.reason,
+                  "differences": list(record.differences), "state": dict(record.state),
+                  "updated_at": record.updated_at}
+        if self._c.execute(t.deployments.update().where(key).values(**values)).rowcount == 0:
+            self._c.execute(t.deployments.insert().values(name=record.name, environment=record.environment, **values))
+
+    def delete_deployment(self, name: str, environment: str) -> None:
+        self._c.execute(t.deployments.delete().where(t.deployments.c.name == name,
+                                                     t.deployments.c.environment == environment))
+
+    def add_history(self, record: models.HistoryRecord) -> None:
+        self._c.execute(t.deployment_history.insert().values(
+            name=record.name, environment=record.environment, commit=record.commit, action=record.action,
+            outcome=record.outcome, workload=None if record.workload is None else dict(record.workload),
+            reason=record.reason, evidence=dict(record.evidence), time=record.time))
+
+    def set_source_commit(self, source: str, commit: str, *, time: datetime) -> None:
+        key = t.gitops_sources.c.source == source
+        if self._c.execute(t.gitops_sources.update().where(key).values(commit=commit, updated_at=time)).rowcount == 0:
+            self._c.execute(t.gitops_sources.insert().values(source=source, commit=commit, updated_at=time))
 
     def enqueue_webhook(self, event: str, payload: str, *, time: datetime) -> None:
         self._c.execute(t.webhook_outbox.insert().values(event=event, payload=payload, created_at=time,
