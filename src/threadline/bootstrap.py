@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from threadline import ports
+from threadline import files, ports
 from threadline.adapters.artifacts.local import LocalArtifactStore
 from threadline.adapters.clock import SystemClock
 from threadline.adapters.secretbox import SecretBox
@@ -17,7 +17,8 @@ from threadline.adapters.signing import Ed25519Signer
 from threadline.adapters.sql.store import SqlMetadataStore
 from threadline.adapters.webhooks import WebhookDispatcher
 from threadline.audit.log import AuditLog
-from threadline.domain import errors
+from threadline.domain import access, errors, names
+from threadline.gitops.agent import Agent, AgentLoop
 from threadline.governance.reports import Reports, Retention
 from threadline.governance.service import Governance
 from threadline.identity.mfa import Mfa
@@ -39,6 +40,7 @@ class Services:
     governance: Governance
     reports: Reports
     webhooks: WebhookDispatcher | None
+    gitops: AgentLoop | None = None  # set by `threadline up` when a repository is configured
 
     def close(self) -> None:
         if self.webhooks is not None:
@@ -100,3 +102,57 @@ def write_admin_token(services: Services) -> Path | None:
         handle.write(issued.secret + "\n")
     os.chmod(path, 0o600)
     return path
+
+
+AGENT_USER = "gitops-agent"
+
+
+def service_token(services: Services, path: Path, name: str, roles: tuple[access.Role, ...]) -> str:
+    """The token a component uses, kept in a 0600 file in the home and renewed when it stops working."""
+    current = path.read_text().strip() if path.exists() else None
+    fresh = services.identity.service_token(name, roles, current)
+    if fresh is None:
+        assert current is not None
+        return current
+    files.atomic_write(path, lambda out: out.write(fresh.encode() + b"\n"))
+    os.chmod(path, 0o600)
+    return fresh
+
+
+def gitops_agent(services: Services) -> AgentLoop | None:
+    """The GitOps agent ``threadline up`` embeds when a repository is configured."""
+    from threadline.adapters.git_source import GitSource
+
+    settings = services.settings
+    if not settings.gitops_repo:
+        return None
+    home = settings.resolved_home
+    source = GitSource(settings.gitops_repo, settings.gitops_ref, home / "gitops-cache")
+    runtime = runtime_for(services)
+    agent = Agent(source, runtime, names.environment_name(settings.gitops_environment, field="gitops_environment"),
+                  store=services.store, audit=services.audit, clock=SystemClock(), registry=services.registry,
+                  governance=services.governance)
+    return AgentLoop(agent, settings.gitops_interval, runtime=runtime, wait_until=lambda: _answers(settings.url))
+
+
+def _answers(url: str) -> bool:
+    import httpx
+
+    try:
+        httpx.get(url + "/api/v1/whoami", timeout=1.0)
+    except httpx.TransportError:
+        return False
+    return True
+
+
+def runtime_for(services: Services) -> ports.Runtime:
+    settings = services.settings
+    if settings.gitops_runtime == "kubernetes":
+        from threadline.adapters.runtime_kubernetes import KubernetesRuntime
+
+        return KubernetesRuntime(settings.kubernetes_namespace, settings.kubernetes_image, settings.url)
+    from threadline.adapters.runtime_local import LocalRuntime
+
+    home = settings.resolved_home
+    token = service_token(services, home / "agent.token", AGENT_USER, (access.Role.DEPLOYER,))
+    return LocalRuntime(home / "runtime", control_plane_url=settings.url, token=token, home=home)

@@ -291,6 +291,19 @@ class Client:
         return self._call("POST", "/api/v1/readiness/attestations",
                           json={"deployment": deployment, "item": item, "comment": comment})
 
+    # -- gitops -------------------------------------------------------------------------
+
+    def sync(self, *, dry_run: bool = False) -> dict[str, Any]:
+        """Run a GitOps pass on the control plane's agent now; ``dry_run`` only plans."""
+        return self._call("POST", "/api/v1/sync", json={"dry_run": dry_run})
+
+    def deployments(self, environment: str | None = None) -> list[dict[str, Any]]:
+        params = {"environment": environment} if environment else {}
+        return list(self._call("GET", "/api/v1/deployments", params=params)["items"])
+
+    def deployment(self, name: str, environment: str = "production") -> dict[str, Any]:
+        return self._call("GET", f"/api/v1/deployments/{_seg(environment)}/{_seg(name)}")
+
     # -- plumbing -----------------------------------------------------------------------
 
     def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -250,3 +250,12 @@ class Runtime(Protocol):
 
     def sample(self, key: Key) -> ServingSample:
         """Cumulative serving counters per revision ref, read from the replicas' metrics."""
+
+    def start(self) -> None:
+        """Begin supervising (restarting crashed replicas); a no-op where the platform does it."""
+
+    def close(self) -> None:
+        """Stop supervising and release the runtime; workloads keep running."""
+
+    def stop_all(self) -> None:
+        """End every workload this runtime runs (``--stop-workloads``)."""

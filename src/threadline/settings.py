@@ -8,6 +8,7 @@ a folder path, ``file://…`` or ``s3://bucket/prefix`` for artifacts.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,14 @@ class Settings(BaseSettings):
     webhook_urls: list[str] = Field(default_factory=list,
                                     description="Where approval events are POSTed (JSON list in the env).")
     webhook_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key for webhook signatures.")
+    gitops_repo: str | None = Field(default=None, description="Git repository of ModelDeployment specs; "
+                                                              "`threadline up` runs the agent when set.")
+    gitops_ref: str = Field(default="main", description="Branch, tag or commit to follow.")
+    gitops_environment: str = Field(default="production", description="The environment this agent deploys.")
+    gitops_interval: float = Field(default=30.0, gt=0, description="Seconds between passes.")
+    gitops_runtime: Literal["local", "kubernetes"] = "local"
+    kubernetes_namespace: str = "threadline"
+    kubernetes_image: str = "ghcr.io/threadline/threadline:latest"
 
     @property
     def resolved_home(self) -> Path:
@@ -54,6 +63,12 @@ class Settings(BaseSettings):
     @property
     def admin_token_path(self) -> Path:
         return self.resolved_home / "admin.token"
+
+    @property
+    def url(self) -> str:
+        """Where this control plane answers (what serve processes started by the agent call)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def secrets_key_path(self) -> Path:

@@ -23,9 +23,9 @@ _IDENTITY = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.com",
 
 
 def _git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-c", "init.defaultBranch=main", "-c", "protocol.file.allow=always", *args],
-                          cwd=cwd, env={**os.environ, **_IDENTITY}, capture_output=True, text=True,
-                          timeout=30, check=True)
+    command = ["git", "-c", "init.defaultBranch=main", "-c", "protocol.file.allow=always", *args]
+    done = subprocess.run(command, cwd=cwd, env={**os.environ, **_IDENTITY}, capture_output=True,
+                          text=True, timeout=30, check=True)
     return done.stdout.strip()
 
 
@@ -44,22 +44,20 @@ def work(tmp_path: Path) -> tuple[Path, str, str]:
     work = tmp_path / "work"
     work.mkdir()
     _git(work, "init", "-q")
+    (work / "link.yaml").symlink_to("deploy/a.yaml")
     first = _commit(work, {
         "deploy/a.yaml": "a: 1\n", "deploy/b.yml": "b: 1\n", "README.md": "# not yaml\n",
         ".github/workflow.yaml": "hidden: true\n", "deploy/.draft.yaml": "hidden: true\n",
         "big.yaml": "x: " + "y" * 200 + "\n",
     }, "first")
-    (work / "link.yaml").symlink_to("deploy/a.yaml")
-    _git(work, "add", "link.yaml")
-    _git(work, "commit", "-q", "-m", "link")
-    first = _git(work, "rev-parse", "HEAD")
     _git(work, "tag", "-a", "v1", "-m", "release 1")
     second = _commit(work, {"deploy/a.yaml": "a: 2\n", "deploy/c.yaml": "c: 1\n"}, "second")
     (work / "deploy/a.yaml").write_text("a: uncommitted\n")
     return work, first, second
 
 
-def _source(url: str | Path, tmp_path: Path, ref: str = "main", **limits: int) -> git_source.GitSource:
+def _source(url: str | Path, tmp_path: Path, ref: str = "main",
+            **limits: int) -> git_source.GitSource:
     return git_source.GitSource(str(url), ref, tmp_path / "cache", timeout=20.0, **limits)
 
 
@@ -140,8 +138,15 @@ def test_credentials_never_reach_messages_logs_or_repr(tmp_path, caplog):
     assert "https://***@127.0.0.1:9/org/repo.git" in str(caught.value)
     assert "s3cret" not in str(caught.value) and "s3cret" not in caplog.text
     # git may echo the URL it was given; whatever it prints is scrubbed
-    echoed = source._scrub("fatal: unable to access 'https://user:s3cret@127.0.0.1:9/org/repo.git/': s3cret")
-    assert echoed == "fatal: unable to access 'https://***@127.0.0.1:9/org/repo.git/': ***"
+    said = "fatal: unable to access 'https://user:s3cret@127.0.0.1:9/org/repo.git/': s3cret"
+    redacted = "fatal: unable to access 'https://***@127.0.0.1:9/org/repo.git/': ***"
+    assert source._scrub(said) == redacted
+
+
+def test_a_token_as_the_user_part_is_hidden_too(tmp_path):
+    source = _source("https://ghp_T0KEN@example.com/org/repo.git", tmp_path)
+    assert source.redacted_url == "https://***@example.com/org/repo.git"
+    assert "ghp_T0KEN" not in repr(source) and "ghp_T0KEN" not in source._scrub("x ghp_T0KEN")
 
 
 @pytest.mark.parametrize("url", [
@@ -164,7 +169,7 @@ def test_refs_with_revision_syntax_are_refused(ref, tmp_path):
 
 def test_a_folder_that_is_not_a_repository_is_a_clear_error(tmp_path):
     (tmp_path / "plain").mkdir()
-    with pytest.raises(errors.ConfigurationError, match=r"cannot fetch .*plain.*not appear to be a git repository"):
+    with pytest.raises(errors.ConfigurationError, match=r"cannot fetch .*plain.*not .* a git repo"):
         _source(tmp_path / "plain", tmp_path).fetch()
 
 

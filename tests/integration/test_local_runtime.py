@@ -8,13 +8,13 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import httpx
 import pytest
-
 from support import ControlPlane
+
 from threadline import Client
 from threadline.adapters import runtime_local
 from threadline.domain import errors
@@ -150,7 +150,8 @@ def test_canary_then_failed_apply_keeps_what_ran(shared_plane: ControlPlane, rev
     assert time.monotonic() - started < 30  # the exit ends the wait, not the ready timeout
     evidence = failure.value.evidence
     assert set(evidence) >= {"exit_codes", "logs", "waited_seconds"}
-    assert all(code not in (None, 0) for code in evidence["exit_codes"].values())  # type: ignore[union-attr]
+    codes = evidence["exit_codes"]
+    assert isinstance(codes, dict) and codes and all(code not in (None, 0) for code in codes.values())
     assert shared_plane.token not in json.dumps(evidence)
 
     assert recorded_pids(state_dir) == canary

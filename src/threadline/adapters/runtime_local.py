@@ -32,7 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Self
 
 import httpx
 from prometheus_client import parser as prometheus_parser
@@ -80,7 +80,7 @@ class LocalRuntime:
         self._dir = state_dir
         self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         (self._dir / "logs").mkdir(exist_ok=True, mode=0o700)
-        self._lock_fd = _exclusive_lock(self._dir / LOCK_FILE)
+        self._lock_fd: int | None = _exclusive_lock(self._dir / LOCK_FILE)
         self._url, self._token, self._home = control_plane_url, token, home
         self._python, self._host = python, host
         self._ready_timeout, self._interval = ready_timeout, supervise_interval
@@ -177,7 +177,7 @@ class LocalRuntime:
                 self._save()
             self._terminate(doomed)
 
-    def __enter__(self) -> "LocalRuntime":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -244,7 +244,8 @@ class LocalRuntime:
             try:
                 with self._lock:
                     now = time.time()
-                    if any([self._heal(d, now) for d in self._deployments.values()]):
+                    healed = [self._heal(d, now) for d in self._deployments.values()]  # all, no short cut
+                    if any(healed):
                         self._save()
                     for key, deployment in self._deployments.items():
                         for replica in deployment.replicas:
@@ -386,7 +387,11 @@ class LocalRuntime:
                                 for d in self._deployments.values()],
                 "pending": [asdict(r) for r in self._pending]}
         body = json.dumps(data, indent=1, sort_keys=True).encode()
-        files.atomic_write(self._dir / STATE_FILE, lambda out: out.write(body))  # mkstemp: mode 0600
+
+        def write(out: BinaryIO) -> None:
+            out.write(body)
+
+        files.atomic_write(self._dir / STATE_FILE, write)  # a mkstemp file: mode 0600
 
 
 def _exclusive_lock(path: Path) -> int:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.routing import APIRoute
 
 from threadline import __version__
-from threadline.api import (errors, limits, routes_artifacts, routes_audit, routes_governance, routes_identity,
-                            routes_models)
+from threadline.api import (errors, limits, routes_artifacts, routes_audit, routes_gitops, routes_governance,
+                            routes_identity, routes_models)
 from threadline.api.auth import needs, permission_of
 from threadline.api.responses import JSON
 from threadline.bootstrap import Services
@@ -20,7 +22,8 @@ def create_app(services: Services) -> FastAPI:
     # Closed by default: the schema and docs routes FastAPI would serve openly are replaced
     # by an authenticated copy of the schema.
     app = FastAPI(title="Threadline control plane", version=__version__, openapi_url=None, docs_url=None,
-                  redoc_url=None, description="Registry and audit API. Every route needs a bearer token.")
+                  redoc_url=None, lifespan=_lifespan,
+                  description="Registry, governance, GitOps and audit API. Every route needs a bearer token.")
     app.state.services = services
     errors.install(app)
     routers = [module.router for module in _ROUTES] + [_meta]
@@ -33,7 +36,16 @@ def create_app(services: Services) -> FastAPI:
     return app
 
 
-_ROUTES = (routes_models, routes_artifacts, routes_audit, routes_identity, routes_governance)
+_ROUTES = (routes_models, routes_artifacts, routes_audit, routes_identity, routes_governance, routes_gitops)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """The embedded GitOps agent runs while the API does (its first pass waits for the port)."""
+    loop = app.state.services.gitops
+    if loop is not None:
+        loop.start()
+    yield
 _meta = APIRouter(prefix="/api/v1", tags=["meta"])
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from threadline.cli import audit, db, governance, identity, models, serve, server, spec
+from threadline.cli import audit, db, gitops, governance, identity, models, serve, server, spec
 from threadline.cli.output import fail
 from threadline.domain import errors
 
@@ -26,6 +26,9 @@ app.add_typer(governance.policy, name="policy")
 app.add_typer(governance.approvals, name="approvals")
 app.command("compliance")(governance.compliance)
 app.add_typer(governance.readiness, name="readiness")
+app.command("sync")(gitops.sync)
+app.command("agent")(gitops.agent)
+app.add_typer(gitops.deployments, name="deployments")
 
 
 def run() -> None:

@@ -33,6 +33,7 @@ class Permission(str, enum.Enum):
     REQUEST_APPROVAL = "request-approval"
     DECIDE_APPROVAL = "decide-approval"  # approve, reject, withdraw; also trusting pickle
     ATTEST = "attest"                    # readiness attestations
+    DEPLOY = "deploy"                    # trigger a GitOps sync
     REVIEW = "review"                    # the human review queue
     READ_AUDIT = "read-audit"
     MANAGE_POLICY = "manage-policy"
@@ -54,6 +55,7 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.REQUEST_APPROVAL: frozenset({_R.DEVELOPER, _R.DEPLOYER, _R.ADMIN}),
     Permission.DECIDE_APPROVAL: frozenset({_R.APPROVER, _R.ADMIN}),
     Permission.ATTEST: frozenset({_R.DEPLOYER, _R.APPROVER, _R.ADMIN}),
+    Permission.DEPLOY: frozenset({_R.DEPLOYER, _R.ADMIN}),
     Permission.REVIEW: frozenset({_R.REVIEWER, _R.ADMIN}),
     Permission.READ_AUDIT: frozenset({_R.AUDITOR, _R.ADMIN}),
     Permission.MANAGE_POLICY: frozenset({_R.ADMIN}),

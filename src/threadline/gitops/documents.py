@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -120,15 +120,38 @@ def load_files(paths: Sequence[Path], *, max_bytes: int = MAX_BYTES, relative_to
     Good documents of a bad file still load. A deployment declared twice (same name and
     environment) keeps its first declaration, in the order of ``paths``; the second is an error.
     """
+    def texts() -> Iterator[tuple[str, str | errors.InvalidInput]]:
+        for path in paths:
+            source = path.relative_to(relative_to).as_posix() if relative_to else str(path)
+            try:
+                yield source, _read(path, source, max_bytes, follow_symlinks=False)
+            except errors.InvalidInput as exc:
+                yield source, exc
+
+    return _collect(texts())
+
+
+def load_snapshot(files: Mapping[str, bytes]) -> tuple[list[spec.ModelDeployment], list[errors.InvalidInput]]:
+    """Like ``load_files`` for the files of one Git commit (path -> bytes), in path order."""
+    def texts() -> Iterator[tuple[str, str | errors.InvalidInput]]:
+        for source in sorted(files):
+            try:
+                yield source, _decode(files[source], source)
+            except errors.InvalidInput as exc:
+                yield source, exc
+
+    return _collect(texts())
+
+
+def _collect(texts: Iterable[tuple[str, str | errors.InvalidInput]]
+             ) -> tuple[list[spec.ModelDeployment], list[errors.InvalidInput]]:
     kept: dict[tuple[str, str], _Loaded] = {}
     refused: list[errors.InvalidInput] = []
-    for path in paths:
-        source = path.relative_to(relative_to).as_posix() if relative_to else str(path)
-        try:
-            loaded, lines = _parse(_read(path, source, max_bytes, follow_symlinks=False), source)
-        except errors.InvalidInput as exc:
-            refused.append(exc)
+    for source, text in texts:
+        if isinstance(text, errors.InvalidInput):
+            refused.append(text)
             continue
+        loaded, lines = _parse(text, source)
         if lines:
             refused.append(errors.InvalidInput("\n".join(lines)))
         for item in loaded:
@@ -151,6 +174,10 @@ def _read(path: Path, source: str, max_bytes: int, *, follow_symlinks: bool) -> 
         raise errors.InvalidInput(f"{source}: cannot read: {exc.strerror}") from None
     if len(data) > max_bytes:
         raise errors.PayloadTooLarge(f"{source}: larger than the limit of {max_bytes} bytes")
+    return _decode(data, source)
+
+
+def _decode(data: bytes, source: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

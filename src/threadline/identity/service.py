@@ -70,6 +70,21 @@ class Identity:
             self._audit.record(tx, "system", "user.create", f"user/{user.name}", {"roles": ["admin"]})
             return self._issue(tx, "system", user, "bootstrap", None)
 
+    def service_token(self, name: str, roles: tuple[access.Role, ...], current: str | None) -> str | None:
+        """A token for a component of the control plane itself (the GitOps agent's serve
+        processes): ``current`` if it still works, else a new one (creating the user once).
+        None when ``current`` works, so the caller rewrites its token file only when needed."""
+        if current and isinstance(self._refusal(current), Principal):
+            return None
+        with self._store.writing() as tx:
+            try:
+                user = tx.user_by_name(name)
+            except errors.NotFound:
+                user = tx.add_user(name, tuple(r.value for r in roles), time=self._clock.now())
+                self._audit.record(tx, "system", "user.create", f"user/{name}",
+                                   {"roles": [r.value for r in roles]})
+            return self._issue(tx, "system", user, "service", self._clock.now() + DEFAULT_TOKEN_LIFETIME).secret
+
     # -- users --------------------------------------------------------------------------
 
     def create_user(self, actor: access.Actor, name: str, roles: tuple[access.Role, ...],
