@@ -37,7 +37,6 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -81,6 +80,15 @@ class KubernetesRuntime:
     def declare(self, deployment: spec.ModelDeployment) -> None:
         """Record the spec ``apply`` renders a workload of this deployment with (latest wins)."""
         self._specs[deployment.key] = deployment
+
+    def start(self) -> None:
+        """Nothing to supervise: Kubernetes restarts and reschedules pods itself."""
+
+    def stop_all(self) -> None:
+        """Delete every deployment this runtime manages in the namespace (only when asked to
+        stop the workloads; a plain agent stop leaves them running)."""
+        for key in self.observe():
+            self.delete(key)
 
     def close(self) -> None:
         self._api.close()
@@ -168,13 +176,14 @@ class KubernetesRuntime:
         """Server-side apply every manifest in order, then delete the kinds no longer rendered
         (an HPA once autoscaling is off)."""
         name = render.resource_name(key)
-        for manifest in manifests:
-            kind = (manifest["apiVersion"], manifest["kind"])
-            existing = self._get(kind, name)
+        for manifest in manifests:  # all checked before anything is changed
+            existing = self._get((manifest["apiVersion"], manifest["kind"]), name)
             if existing is not None and not _belongs(existing, key):
                 raise errors.Conflict(
                     f"{manifest['kind']} {self.namespace}/{name} exists and does not belong to "
                     f"{model.key_text(key)} (labels {_labels(existing)}): rename or remove it")
+        for manifest in manifests:
+            kind = (manifest["apiVersion"], manifest["kind"])
             with self._translated(f"applying {manifest['kind']} {self.namespace}/{name}"):
                 self._dynamic.server_side_apply(self._resource(kind), body=manifest, name=name,
                                                 namespace=self.namespace, field_manager=FIELD_MANAGER,
@@ -215,11 +224,10 @@ class KubernetesRuntime:
         evidence["pods"] = [_pod_summary(p) for p in pods]
         broken = next((p for p in pods if not _pod_ready(p)), None)
         if broken is not None:
-            with contextlib.suppress(errors.ThreadlineError):
-                with self._translated("reading a pod log"):
-                    evidence["log_tail"] = self._core.read_namespaced_pod_log(
-                        broken["metadata"]["name"], self.namespace, container="serve", tail_lines=20,
-                        limit_bytes=4096, _request_timeout=self._timeout)
+            with contextlib.suppress(errors.ThreadlineError), self._translated("reading a pod log"):
+                evidence["log_tail"] = self._core.read_namespaced_pod_log(
+                    broken["metadata"]["name"], self.namespace, container="serve", tail_lines=20,
+                    limit_bytes=4096, _request_timeout=self._timeout)
         return evidence
 
     # -- reading metrics --------------------------------------------------------------------------
@@ -248,7 +256,12 @@ class KubernetesRuntime:
 
     def _resource(self, kind: tuple[str, str]) -> Any:
         with self._translated(f"finding the API of {kind[1]}"):
-            return self._dynamic.resources.get(api_version=kind[0], kind=kind[1])
+            try:
+                return self._dynamic.resources.get(api_version=kind[0], kind=kind[1])
+            except self._k8s.dynamic.exceptions.ResourceNotFoundError:
+                raise errors.ConfigurationError(
+                    f"the cluster does not serve {kind[1]} in {kind[0]}: the Kubernetes runtime needs "
+                    "Kubernetes 1.25 or newer") from None
 
     def _get(self, kind: tuple[str, str], name: str) -> dict[str, Any] | None:
         with self._translated(f"reading {kind[1]} {self.namespace}/{name}"):
@@ -269,10 +282,10 @@ class KubernetesRuntime:
         existing = self._get(kind, name)
         if existing is None or not _belongs(existing, key):
             return
-        with self._translated(f"deleting {kind[1]} {self.namespace}/{name}"):
-            with contextlib.suppress(self._k8s.dynamic.exceptions.NotFoundError):
-                self._dynamic.delete(self._resource(kind), name=name, namespace=self.namespace,
-                                     propagation_policy="Background", _request_timeout=self._timeout)
+        with (self._translated(f"deleting {kind[1]} {self.namespace}/{name}"),
+              contextlib.suppress(self._k8s.dynamic.exceptions.NotFoundError)):
+            self._dynamic.delete(self._resource(kind), name=name, namespace=self.namespace,
+                                 propagation_policy="Background", _request_timeout=self._timeout)
 
     @contextlib.contextmanager
     def _translated(self, what: str) -> Iterator[None]:
@@ -341,11 +354,11 @@ def observed_from(deployment: Mapping[str, Any], pods: Sequence[Mapping[str, Any
 def rollout_status(deployment: Mapping[str, Any]) -> tuple[bool, str | None]:
     """(rolled out, why it is stuck) as ``kubectl rollout status`` judges a Deployment."""
     status = deployment.get("status") or {}
+    if int(status.get("observedGeneration") or 0) < int(deployment.get("metadata", {}).get("generation") or 0):
+        return False, None  # the conditions still describe the previous template
     for condition in status.get("conditions") or []:
         if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
             return False, condition.get("message") or "progress deadline exceeded"
-    if int(status.get("observedGeneration") or 0) < int(deployment.get("metadata", {}).get("generation") or 0):
-        return False, None
     desired = int(deployment.get("spec", {}).get("replicas", 1) or 0)
     updated = int(status.get("updatedReplicas") or 0)
     done = (updated >= desired and int(status.get("replicas") or 0) <= updated
@@ -378,7 +391,7 @@ def read_http_response(connection: Any, limit: int = 16 << 20) -> tuple[int, byt
     while length is None or len(body) < length:
         try:
             chunk = connection.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             if length is None:
                 break
             raise errors.RuntimeFailure("timed out reading the HTTP response body") from None

@@ -53,7 +53,8 @@ def render(
         url = control_plane_url or _reachable(client.url)
         for deployment in chosen:
             wanted = deployment.spec
-            found = client.get_version(wanted.model, wanted.version if wanted.version is not None else str(wanted.alias))
+            reference = wanted.version if wanted.version is not None else str(wanted.alias)
+            found = client.get_version(wanted.model, reference)
             workload = gitops_model.Workload(
                 key=deployment.key,
                 stable=gitops_model.Revision(wanted.model, int(found["version"]), str(found["artifact_digest"])),

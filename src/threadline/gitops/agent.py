@@ -74,6 +74,7 @@ class Agent:
         self._registry = registry
         self._governance = governance
         self._lock = threading.Lock()  # one pass at a time: the timer and POST /sync may meet
+        self._parsed: documents.ParseCache = {}  # unchanged files are not parsed again
 
     @property
     def environment(self) -> str:
@@ -83,16 +84,20 @@ class Agent:
         with self._lock:
             commit = self._pull(record=not dry_run)
             snapshot = self._source.snapshot(commit)
-            found, refused = documents.load_snapshot(snapshot.files)
+            found, refused = documents.load_snapshot(snapshot.files, self._parsed)
             problems = (*snapshot.problems, *(str(e) for e in refused))
-            desired = {d.key: self._desired(d) for d in found if d.metadata.environment == self._environment}
+            memo: dict[tuple[str, ...], planner.Desired] = {}
+            desired = {d.key: self._desired(d, memo) for d in found if d.metadata.environment == self._environment}
+            records = self._records()
             inp = planner.PassInput(commit=commit, desired=desired, observed=self._runtime.observe(),
-                                    states=self._states(), now=self._clock.now(), load_errors=tuple(problems))
+                                    states={key: from_json(dict(r.state)) for key, r in records.items()},
+                                    now=self._clock.now(), load_errors=tuple(problems))
             inp = dataclasses.replace(inp, samples={key: self._runtime.sample(key) for key in planner.needs_sample(inp)})
             plan = planner.plan(inp)
             if dry_run:
                 return PassResult(commit, plan, tuple(problems), dry_run=True)
-            failures = tuple(filter(None, (self._carry_out(inp, action) for action in plan.actions)))
+            failures = tuple(filter(None, (self._carry_out(inp, action, records.get(action.key))
+                                           for action in plan.actions)))
             return PassResult(commit, plan, tuple(problems), failures)
 
     # -- reading ------------------------------------------------------------------------
@@ -114,9 +119,24 @@ class Agent:
                 log.warning("%s was rewritten: %s is not an ancestor of %s", source, previous, commit)
         return commit
 
-    def _desired(self, deployment: deployment_spec.ModelDeployment) -> planner.Desired:
+    def _desired(self, deployment: deployment_spec.ModelDeployment,
+                 memo: dict[tuple[str, ...], planner.Desired]) -> planner.Desired:
+        """Resolve the spec's version or alias and run the governance check with the spec.
+
+        Many deployments share a model version: within one pass the answer for the same
+        version, environment and governed spec fields is computed once.
+        """
         body = deployment.spec
         ref: str | int = body.version if body.version is not None else str(body.alias)
+        key = (body.model, str(ref), deployment.metadata.environment,
+               body.monitoring.model_dump_json(), body.escalation.model_dump_json() if body.escalation else "")
+        known = memo.get(key)
+        if known is None:
+            known = memo[key] = self._resolve(deployment, ref)
+        return dataclasses.replace(known, deployment=deployment)
+
+    def _resolve(self, deployment: deployment_spec.ModelDeployment, ref: str | int) -> planner.Desired:
+        body = deployment.spec
         try:
             version = self._registry.get_version(body.model, ref)
         except errors.NotFound as exc:
@@ -126,13 +146,14 @@ class Agent:
         return planner.Desired(deployment, revision,
                                gate_failures=tuple(f"{g.name}: {g.reason}" for g in report.failures()))
 
-    def _states(self) -> dict[Key, DeploymentState]:
+    def _records(self) -> dict[Key, models.DeploymentRecord]:
         with self._store.reading() as tx:
-            return {(r.name, r.environment): from_json(dict(r.state)) for r in tx.deployments(self._environment)}
+            return {(r.name, r.environment): r for r in tx.deployments(self._environment)}
 
     # -- executing ----------------------------------------------------------------------
 
-    def _carry_out(self, inp: planner.PassInput, action: planner.Action) -> str | None:
+    def _carry_out(self, inp: planner.PassInput, action: planner.Action,
+                   previous: models.DeploymentRecord | None) -> str | None:
         """Apply one action and record what followed; return the failure, if any."""
         failure: errors.RuntimeFailure | None = None
         try:
@@ -147,58 +168,62 @@ class Agent:
         after = planner.advance(state, action, commit=inp.commit, now=inp.now, desired=desired,
                                 sample=inp.samples.get(action.key) if action.kind is planner.Kind.CHECK else None,
                                 failed=failure is not None)
-        self._record(inp, action, desired, state, after, failure)
+        self._record(inp, action, desired, state, after, failure, previous)
         return None if failure is None else f"{key_text(action.key)}: {failure}"
 
     def _record(self, inp: planner.PassInput, action: planner.Action, desired: planner.Desired | None,
-                before: DeploymentState, after: DeploymentState, failure: errors.RuntimeFailure | None) -> None:
+                before: DeploymentState, after: DeploymentState, failure: errors.RuntimeFailure | None,
+                previous: models.DeploymentRecord | None) -> None:
+        """Write the condition, history and audit entry of one action, in one transaction;
+        a deployment whose condition and state did not change costs no write at all."""
         name, environment = action.key
         status, reason = action.status.value, action.reason
         evidence: dict[str, Any] = dict(action.evidence)
         if failure is not None:
             status, reason = planner.Status.DEGRADED.value, f"{action.kind.value} failed: {failure}"
             evidence["runtime"] = failure.evidence
-        now = inp.now
+        gone = action.kind is planner.Kind.DELETE or (desired is None and action.kind is planner.Kind.NOOP
+                                                      and inp.observed.get(action.key) is None)
+        spec_json = desired.deployment.model_dump(mode="json", by_alias=True) if desired else \
+            (dict(previous.spec) if previous else {})
+        history = _worth_recording(action, previous, status, failure)
+        # ``commit`` is the commit of the last change to this deployment, so a commit that
+        # touches one file rewrites one row, not every row.
+        changed = history or previous is None or (previous.spec, previous.status, previous.reason,
+                                                  previous.differences, previous.state) != (
+            spec_json, status, reason, action.differences, to_json(after))
+        if not changed and not gone:
+            return
+        record = models.DeploymentRecord(name, environment, spec_json, inp.commit, status, reason,
+                                         action.differences, to_json(after), inp.now)
         with self._store.writing() as tx:
-            previous = _stored(tx, name, environment)
-            gone = action.kind is planner.Kind.DELETE or (desired is None and action.kind is planner.Kind.NOOP
-                                                          and inp.observed.get(action.key) is None)
             if gone:
                 tx.delete_deployment(name, environment)
             else:
-                spec_json = desired.deployment.model_dump(mode="json", by_alias=True) if desired else \
-                    (dict(previous.spec) if previous else {})
-                tx.put_deployment(models.DeploymentRecord(
-                    name, environment, spec_json, inp.commit, status, reason, action.differences, to_json(after), now))
-            if not _worth_recording(action, previous, status, reason, failure):
+                tx.put_deployment(record)
+            if not history:
                 return
             outcome = "failed" if failure else {planner.Kind.BLOCKED: "blocked", planner.Kind.CHECK: "checked",
                                                 planner.Kind.NOOP: "observed"}.get(action.kind, "applied")
             tx.add_history(models.HistoryRecord(
                 name, environment, inp.commit, action.kind.value, outcome, workload_json(action.workload), reason,
-                evidence, now))
+                evidence, inp.now))
             self._audit.record(tx, ACTOR, f"deployment.{action.kind.value}", f"deployment/{environment}/{name}", {
                 "commit": inp.commit, "outcome": outcome, "reason": reason, "evidence": evidence,
                 "workload": workload_json(action.workload), "differences": list(action.differences),
                 "previous": workload_json(before.applied)})
 
 
-def _stored(tx: ports.ReadTransaction, name: str, environment: str) -> models.DeploymentRecord | None:
-    try:
-        return tx.get_deployment(name, environment)
-    except errors.NotFound:
-        return None
-
-
-def _worth_recording(action: planner.Action, previous: models.DeploymentRecord | None, status: str, reason: str,
+def _worth_recording(action: planner.Action, previous: models.DeploymentRecord | None, status: str,
                      failure: errors.RuntimeFailure | None) -> bool:
-    """Every change, decision and failure is history; a condition repeated pass after pass is not."""
+    """Every change, decision and failure is history; a condition that stays is not."""
     if failure is not None or action.kind in planner.APPLYING or action.kind in (planner.Kind.DELETE,
                                                                                   planner.Kind.VERIFIED):
         return True
     if action.kind is planner.Kind.CHECK:
         return action.evidence.get("verdict") != "pass"
-    return previous is None or (previous.status, previous.reason) != (status, reason)
+    return previous is None or previous.status != status or (
+        action.kind is planner.Kind.BLOCKED and previous.reason != action.reason)
 
 
 class AgentLoop:

@@ -11,6 +11,7 @@ reported and everything else still loads, so an agent must not prune while error
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -131,19 +132,43 @@ def load_files(paths: Sequence[Path], *, max_bytes: int = MAX_BYTES, relative_to
     return _collect(texts())
 
 
-def load_snapshot(files: Mapping[str, bytes]) -> tuple[list[spec.ModelDeployment], list[errors.InvalidInput]]:
-    """Like ``load_files`` for the files of one Git commit (path -> bytes), in path order."""
-    def texts() -> Iterator[tuple[str, str | errors.InvalidInput]]:
+ParseCache = dict[tuple[str, bytes], tuple[list["_Loaded"], list[str]]]
+
+
+def load_snapshot(files: Mapping[str, bytes], cache: ParseCache | None = None
+                  ) -> tuple[list[spec.ModelDeployment], list[errors.InvalidInput]]:
+    """Like ``load_files`` for the files of one Git commit (path -> bytes), in path order.
+
+    With ``cache`` (kept by the caller between passes), a file whose path and bytes are
+    unchanged is not parsed again: parsing is most of a pass's cost when nothing changed. The
+    cache is replaced by this snapshot's entries, so it never outgrows the repository.
+    """
+    fresh: ParseCache = {}
+
+    def texts() -> Iterator[tuple[str, str | errors.InvalidInput | tuple[list[_Loaded], list[str]]]]:
         for source in sorted(files):
+            key = (source, hashlib.sha256(files[source]).digest())
+            known = cache.get(key) if cache is not None else None
+            if known is not None:
+                fresh[key] = known
+                yield source, known
+                continue
             try:
-                yield source, _decode(files[source], source)
+                parsed = _parse(_decode(files[source], source), source)
             except errors.InvalidInput as exc:
                 yield source, exc
+                continue
+            fresh[key] = parsed
+            yield source, parsed
 
-    return _collect(texts())
+    found = _collect(texts())
+    if cache is not None:
+        cache.clear()
+        cache.update(fresh)
+    return found
 
 
-def _collect(texts: Iterable[tuple[str, str | errors.InvalidInput]]
+def _collect(texts: Iterable[tuple[str, str | errors.InvalidInput | tuple[list[_Loaded], list[str]]]]
              ) -> tuple[list[spec.ModelDeployment], list[errors.InvalidInput]]:
     kept: dict[tuple[str, str], _Loaded] = {}
     refused: list[errors.InvalidInput] = []
@@ -151,7 +176,7 @@ def _collect(texts: Iterable[tuple[str, str | errors.InvalidInput]]
         if isinstance(text, errors.InvalidInput):
             refused.append(text)
             continue
-        loaded, lines = _parse(text, source)
+        loaded, lines = _parse(text, source) if isinstance(text, str) else text
         if lines:
             refused.append(errors.InvalidInput("\n".join(lines)))
         for item in loaded:

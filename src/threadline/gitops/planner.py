@@ -324,14 +324,14 @@ def advance(state: DeploymentState, action: Action, *, commit: str, now: datetim
             sample: ServingSample | None, failed: bool = False) -> DeploymentState:
     """The state after ``action`` was carried out (``failed``: the runtime refused it)."""
     prune = desired.deployment.spec.prune if desired else state.prune
-    state = dataclasses.replace(state, prune=prune, commit=commit)
+    state = dataclasses.replace(state, prune=prune)
     baseline = sample or ServingSample()
     kind = action.kind
     if failed and action.workload is not None:
         mark = bad_mark(commit, settled(action.workload))
         return dataclasses.replace(state, bad=(*state.bad, mark)[-20:], verifying=None, canary=None)
     if kind is Kind.DELETE:
-        return DeploymentState(commit=commit)
+        return DeploymentState()
     if kind is Kind.CHECK and state.verifying is not None and action.evidence.get("verdict") is not None:
         failures = state.verifying.failures + (1 if action.evidence["verdict"] == "fail" else 0)
         return dataclasses.replace(state, verifying=dataclasses.replace(state.verifying, failures=failures,

@@ -44,7 +44,6 @@ class DeploymentState:
     verifying: Verification | None = None
     canary: CanaryProgress | None = None
     prune: bool = False
-    commit: str = ""
 
 
 def bad_mark(commit: str, workload: Workload) -> str:
@@ -100,7 +99,7 @@ def to_json(state: DeploymentState) -> dict[str, Any]:
         "canary": None if canary is None else {
             "target": dataclasses.asdict(canary.target), "step": canary.step, "since": canary.since.isoformat(),
             "baseline": _sample_json(canary.baseline)},
-        "prune": state.prune, "commit": state.commit,
+        "prune": state.prune,
     }
 
 
@@ -117,7 +116,7 @@ def from_json(data: dict[str, Any]) -> DeploymentState:
         canary=None if canary is None or target is None else CanaryProgress(
             target=target, step=int(canary["step"]), since=datetime.fromisoformat(canary["since"]),
             baseline=_sample(canary["baseline"])),
-        prune=bool(data.get("prune")), commit=str(data.get("commit") or ""))
+        prune=bool(data.get("prune")))
 
 
 States = dict[Key, DeploymentState]
