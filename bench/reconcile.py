@@ -56,6 +56,8 @@ class CountingRuntime:
     def _count(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
 
+    def declare(self, deployment: object) -> None: ...
+
     def observe(self) -> dict[Key, Observed]:
         self._count("observe")
         return {k: Observed(k, w.stable, w.canary, w.canary_weight, w.replicas, w.replicas, w.config_hash)

@@ -147,12 +147,13 @@ def _answers(url: str) -> bool:
 
 def runtime_for(services: Services) -> ports.Runtime:
     settings = services.settings
+    home = settings.resolved_home
+    token = service_token(services, home / "agent.token", AGENT_USER, (access.Role.DEPLOYER,))
     if settings.gitops_runtime == "kubernetes":
         from threadline.adapters.runtime_kubernetes import KubernetesRuntime
 
-        return KubernetesRuntime(settings.kubernetes_namespace, settings.kubernetes_image, settings.url)
+        return KubernetesRuntime(settings.kubernetes_namespace, settings.kubernetes_image,
+                                 settings.kubernetes_control_plane_url or settings.url, metrics_token=token)
     from threadline.adapters.runtime_local import LocalRuntime
 
-    home = settings.resolved_home
-    token = service_token(services, home / "agent.token", AGENT_USER, (access.Role.DEPLOYER,))
     return LocalRuntime(home / "runtime", control_plane_url=settings.url, token=token, home=home)

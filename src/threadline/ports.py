@@ -14,6 +14,7 @@ from typing import Any, Iterable, Iterator, Mapping, Protocol
 
 from threadline.domain import hashchain, models
 from threadline.gitops.model import Key, Observed, ServingSample, Workload
+from threadline.gitops.spec import ModelDeployment
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,10 @@ class Runtime(Protocol):
     planner says what to run and the runtime makes it so, idempotently."""
 
     name: str
+
+    def declare(self, deployment: ModelDeployment) -> None:
+        """Tell the runtime the full spec of a deployment before it is applied (resources, node
+        selectors and probes are rendered from it); runtimes that need only the workload ignore it."""
 
     def observe(self) -> dict[Key, Observed]:
         """Every deployment this runtime runs, as it is right now (one call per pass)."""

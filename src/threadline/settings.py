@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     gitops_runtime: Literal["local", "kubernetes"] = "local"
     kubernetes_namespace: str = "threadline"
     kubernetes_image: str = "ghcr.io/threadline/threadline:latest"
+    kubernetes_control_plane_url: str | None = Field(
+        default=None, description="The control plane's URL as pods see it (default: this host's URL).")
 
     @property
     def resolved_home(self) -> Path:

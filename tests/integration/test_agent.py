@@ -52,6 +52,8 @@ class RecordingRuntime:
         self.refuse: set[str] = set()   # revisions (model@version) whose replicas never become ready
         self.samples: dict[Key, ServingSample] = {}
 
+    def declare(self, deployment: object) -> None: ...
+
     def observe(self) -> dict[Key, Observed]:
         return {key: Observed(key, w.stable, w.canary, w.canary_weight, w.replicas,
                               self.ready.get(key, w.replicas), w.config_hash) for key, w in self.running.items()}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from threadline.cli import audit, db, gitops, governance, identity, models, serve, server, spec
+from threadline.cli import audit, db, gitops, governance, identity, models, render, serve, server, spec
 from threadline.cli.output import fail
 from threadline.domain import errors
 
@@ -28,6 +28,7 @@ app.command("compliance")(governance.compliance)
 app.add_typer(governance.readiness, name="readiness")
 app.command("sync")(gitops.sync)
 app.command("agent")(gitops.agent)
+app.command("render")(render.render)
 app.add_typer(gitops.deployments, name="deployments")
 
 

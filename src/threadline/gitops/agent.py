@@ -88,6 +88,8 @@ class Agent:
             problems = (*snapshot.problems, *(str(e) for e in refused))
             memo: dict[tuple[str, ...], planner.Desired] = {}
             desired = {d.key: self._desired(d, memo) for d in found if d.metadata.environment == self._environment}
+            for item in desired.values():
+                self._runtime.declare(item.deployment)
             records = self._records()
             inp = planner.PassInput(commit=commit, desired=desired, observed=self._runtime.observe(),
                                     states={key: from_json(dict(r.state)) for key, r in records.items()},
