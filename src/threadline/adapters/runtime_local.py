@@ -300,19 +300,25 @@ class LocalRuntime:
         return _Replica(pid=pid, port=port, started=stat[2] if stat else 0, spawned_at=time.time())
 
     def _alive(self, replica: _Replica) -> bool:
-        """Whether the recorded process still runs (and is that very process, not a reused pid)."""
+        """Whether the recorded process still exists: same pid *and* start time, so a reused pid
+        is never mistaken for it. A process of ours that is exiting counts as alive until it
+        is reaped, so stopping waits for it to be gone and no zombie is left behind."""
         stat = _stat(replica.pid)
         if stat is None or stat[2] != replica.started:
             return False
         state, parent, _ = stat
-        if state in ("Z", "X"):
-            if parent == os.getpid():  # our own child: collect its exit code, leave no zombie
-                with contextlib.suppress(ChildProcessError):
-                    done, status = os.waitpid(replica.pid, os.WNOHANG)
-                    if done:
-                        self._exit_codes[replica.pid] = os.waitstatus_to_exitcode(status)
+        if state not in ("Z", "X"):
+            return True
+        if parent != os.getpid():
+            return False  # someone else's zombie: its parent reaps it
+        try:
+            done, status = os.waitpid(replica.pid, os.WNOHANG)
+        except ChildProcessError:
             return False
-        return _is_serve(replica.pid)
+        if not done:
+            return True  # the leader has exited but other threads are still ending
+        self._exit_codes[replica.pid] = os.waitstatus_to_exitcode(status)
+        return False
 
     def _terminate(self, replicas: list[_Replica]) -> None:
         """SIGTERM, wait up to STOP_GRACE, then SIGKILL whatever is left."""
@@ -376,9 +382,14 @@ class LocalRuntime:
                 self._deployments[workload.key] = _Deployment(
                     workload, [_Replica(**r) for r in item["replicas"]])
             orphans = [_Replica(**r) for r in data.get("pending", [])]
-            self._terminate(orphans)
-        adopted = [r.pid for d in self._deployments.values() for r in d.replicas if self._alive(r)]
-        log.info("local runtime: adopted %d running replica(s)", len(adopted))
+            self._terminate([r for r in orphans if _is_serve(r.pid)])
+        adopted = 0
+        for replica in (r for d in self._deployments.values() for r in d.replicas):
+            if self._alive(replica) and _is_serve(replica.pid):
+                adopted += 1
+            else:
+                replica.started = -1  # matches no process: supervision starts a new one
+        log.info("local runtime: adopted %d running replica(s)", adopted)
         self._save()
 
     def _save(self) -> None:
