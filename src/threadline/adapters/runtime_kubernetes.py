@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from threadline.adapters import runtime_local
+from threadline.adapters.serving_metrics import ServingTotals
 from threadline.domain import errors
 from threadline.gitops import model, render, spec
 
@@ -152,7 +152,7 @@ class KubernetesRuntime:
                 "canary analysis and health checks on Kubernetes read each serving pod's /metrics, which "
                 "needs a Threadline token the pods accept: give KubernetesRuntime(metrics_token=...)")
         selector = f"app.kubernetes.io/instance={render.resource_name(key)},{render.MANAGED_BY}={render.MANAGER}"
-        totals: dict[str, dict[str, Any]] = {}
+        totals = ServingTotals()
         for pod in self._list(_POD, selector):
             if not _pod_ready(pod):
                 continue
@@ -164,11 +164,8 @@ class KubernetesRuntime:
             except (errors.ThreadlineError, OSError) as exc:
                 log.warning("could not read /metrics of pod %s/%s: %s", self.namespace, name, exc)
                 continue
-            runtime_local._add_metrics(totals, text)
-        return model.ServingSample(by_revision={
-            ref: model.RevisionSample(requests=int(t["requests"]), errors=int(t["errors"]),
-                                      p99_ms=runtime_local._p99_ms(t["buckets"]))
-            for ref, t in totals.items()})
+            totals.add(text)
+        return totals.sample()
 
     # -- applying ------------------------------------------------------------------------------
 

@@ -21,7 +21,6 @@ import contextlib
 import fcntl
 import json
 import logging
-import math
 import os
 import shutil
 import signal
@@ -35,12 +34,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, Self
 
 import httpx
-from prometheus_client import parser as prometheus_parser
 
 from threadline import files
+from threadline.adapters.serving_metrics import ServingTotals
 from threadline.domain import errors
-from threadline.gitops import model
-from threadline.gitops import spec as deployment_spec
+from threadline.gitops import model, state
 
 log = logging.getLogger("threadline.runtime.local")
 
@@ -96,6 +94,9 @@ class LocalRuntime:
 
     # -- the Runtime protocol ---------------------------------------------------------------
 
+    def declare(self, deployment: object) -> None:
+        """Local processes need only the workload: nothing to remember."""
+
     def observe(self) -> dict[model.Key, model.Observed]:
         with self._lock:
             snapshot = [(key, d.workload, list(d.replicas)) for key, d in self._deployments.items()]
@@ -118,7 +119,7 @@ class LocalRuntime:
                 current = self._deployments.get(workload.key)
                 extra = None if current is None else self._rescale(current, workload)
             if extra is None:
-                self._roll(workload, current)
+                self._roll(workload)
             else:
                 self._terminate(extra)
 
@@ -134,7 +135,7 @@ class LocalRuntime:
         with self._lock:
             deployment = self._deployments.get(key)
             replicas = [] if deployment is None else [r for r in deployment.replicas if self._alive(r)]
-        totals: dict[str, dict[str, Any]] = {}
+        totals = ServingTotals()
         for replica in replicas:
             try:
                 response = self._http.get(self._base(replica.port) + "/metrics", timeout=2.0,
@@ -142,11 +143,8 @@ class LocalRuntime:
             except httpx.TransportError:
                 continue  # a replica that died since: its counters are gone with it
             if response.status_code == 200:
-                _add_metrics(totals, response.text)
-        return model.ServingSample(by_revision={
-            ref: model.RevisionSample(requests=int(t["requests"]), errors=int(t["errors"]),
-                                      p99_ms=_p99_ms(t["buckets"]))
-            for ref, t in totals.items()})
+                totals.add(response.text)
+        return totals.sample()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -185,23 +183,25 @@ class LocalRuntime:
 
     # -- blue/green ----------------------------------------------------------------------------
 
-    def _roll(self, workload: model.Workload, current: _Deployment | None) -> None:
+    def _roll(self, workload: model.Workload) -> None:
         with self._lock:
             fresh = [self._spawn(workload, self._free_port()) for _ in range(workload.replicas)]
             self._pending.extend(fresh)
             self._save()
         started = time.monotonic()
         failed = self._wait_ready(fresh, started + self._ready_timeout)
+        waited = round(time.monotonic() - started, 1)
         with self._lock:
             self._pending = [r for r in self._pending if r not in fresh]
+            old = None if failed else self._deployments.get(workload.key)
             if failed is None:
                 self._deployments[workload.key] = _Deployment(workload, fresh)
             self._save()
         if failed is None:
-            self._terminate([] if current is None else current.replicas)
+            self._terminate([] if old is None else old.replicas)  # no longer supervised: safe to read
             return
         self._terminate(fresh)
-        evidence = {"reason": failed, "waited_seconds": round(time.monotonic() - started, 1),
+        evidence = {"reason": failed, "waited_seconds": waited,
                     "exit_codes": {str(r.port): self._exit_codes.get(r.pid) for r in fresh},
                     "logs": {str(r.port): self._log_tail(workload.key, r.port) for r in fresh}}
         raise errors.RuntimeFailure(
@@ -259,8 +259,8 @@ class LocalRuntime:
         for i, replica in enumerate(deployment.replicas):
             if self._alive(replica):
                 continue
-            changed = True
             if replica.next_restart_at is None:
+                changed = True
                 streak = 0 if now - replica.spawned_at > STABLE_AFTER else replica.streak
                 replica.next_restart_at = now + min(MAX_BACKOFF, 2.0 ** streak)
                 replica.streak = streak + 1
@@ -273,6 +273,7 @@ class LocalRuntime:
                 fresh = self._spawn(deployment.workload, port)
                 fresh.restarts, fresh.streak = replica.restarts + 1, replica.streak
                 deployment.replicas[i] = fresh
+                changed = True
         return changed
 
     # -- processes -----------------------------------------------------------------------------
@@ -306,8 +307,8 @@ class LocalRuntime:
         stat = _stat(replica.pid)
         if stat is None or stat[2] != replica.started:
             return False
-        state, parent, _ = stat
-        if state not in ("Z", "X"):
+        process_state, parent, _ = stat
+        if process_state not in ("Z", "X"):
             return True
         if parent != os.getpid():
             return False  # someone else's zombie: its parent reaps it
@@ -378,7 +379,7 @@ class LocalRuntime:
         if path.exists():
             data = json.loads(path.read_text())
             for item in data.get("deployments", []):
-                workload = _workload_from_json(item["workload"])
+                workload = state.workload_from_json(item["workload"])
                 self._deployments[workload.key] = _Deployment(
                     workload, [_Replica(**r) for r in item["replicas"]])
             orphans = [_Replica(**r) for r in data.get("pending", [])]
@@ -393,7 +394,7 @@ class LocalRuntime:
         self._save()
 
     def _save(self) -> None:
-        data = {"deployments": [{"workload": _workload_to_json(d.workload),
+        data = {"deployments": [{"workload": state.workload_json(d.workload),
                                  "replicas": [asdict(r) for r in d.replicas]}
                                 for d in self._deployments.values()],
                 "pending": [asdict(r) for r in self._pending]}
@@ -458,48 +459,3 @@ def _bound(path: Path) -> None:
         if path.stat().st_size > MAX_LOG_BYTES:
             shutil.copyfile(path, path.with_name(path.name + ".1"))
             os.truncate(path, 0)
-
-
-def _add_metrics(totals: dict[str, dict[str, Any]], text: str) -> None:
-    """Add one replica's request counters and latency buckets to ``totals`` (per revision ref)."""
-    for family in prometheus_parser.text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = sample.labels
-            if "model" not in labels or "version" not in labels:
-                continue
-            entry = totals.setdefault(f"{labels['model']}@{labels['version']}",
-                                      {"requests": 0.0, "errors": 0.0, "buckets": {}})
-            if sample.name == "threadline_inference_requests_total":
-                entry["requests"] += sample.value
-                if labels.get("status") != "ok":  # serving/app.py counts "ok" and "error"
-                    entry["errors"] += sample.value
-            elif sample.name == "threadline_inference_latency_seconds_bucket":
-                bound = float(labels["le"])
-                entry["buckets"][bound] = entry["buckets"].get(bound, 0.0) + sample.value
-
-
-def _p99_ms(buckets: dict[float, float]) -> float | None:
-    """The upper bound of the bucket holding the 99th percentile (cumulative buckets), in ms."""
-    total = buckets.get(math.inf, 0.0)
-    if total <= 0:
-        return None
-    for bound in sorted(buckets):
-        if buckets[bound] >= 0.99 * total:
-            return bound * 1000.0
-    return math.inf
-
-
-def _workload_to_json(workload: model.Workload) -> dict[str, Any]:
-    data = asdict(workload)
-    data["key"] = list(workload.key)
-    data["serving"] = workload.serving.model_dump(mode="json")
-    return data
-
-
-def _workload_from_json(data: dict[str, Any]) -> model.Workload:
-    return model.Workload(
-        key=(data["key"][0], data["key"][1]), stable=model.Revision(**data["stable"]),
-        replicas=int(data["replicas"]), serving=deployment_spec.Serving.model_validate(data["serving"]),
-        escalate_below=data["escalate_below"],
-        canary=None if data["canary"] is None else model.Revision(**data["canary"]),
-        canary_weight=int(data["canary_weight"]), config_hash=data["config_hash"])

@@ -38,6 +38,7 @@ def deployment_json(record: models.DeploymentRecord) -> dict[str, Any]:
     current = state.from_json(dict(record.state))
     return {"name": record.name, "environment": record.environment, "status": record.status, "reason": record.reason,
             "differences": list(record.differences), "commit": record.commit, "updated_at": record.updated_at,
+            "endpoints": list(record.endpoints),
             "running": planner.describe_workload(current.applied) if current.applied else None,
             "healthy": planner.describe_workload(current.healthy) if current.healthy else None,
             "spec": dict(record.spec)}

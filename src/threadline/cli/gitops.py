@@ -68,6 +68,8 @@ def show_deployment(name: str = typer.Argument(...), environment: str = typer.Op
     console.print(f"[bold]{environment}/{name}[/bold]  {found['status']}: {found['reason']}", highlight=False)
     console.print(f"running {found['running'] or '-'}; last healthy {found['healthy'] or '-'}; "
                   f"commit {found['commit'][:12]}", highlight=False)
+    if found["endpoints"]:
+        console.print(f"endpoints {', '.join(found['endpoints'])}", highlight=False)
     for difference in found["differences"]:
         console.print(f"  differs: {difference}", highlight=False)
     table("History", ("time", "commit", "action", "outcome", "reason", "evidence"),

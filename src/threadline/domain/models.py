@@ -257,7 +257,7 @@ class DeploymentRecord:
     differences: tuple[str, ...]
     state: Mapping[str, Any]         # gitops.state.DeploymentState as JSON
     updated_at: datetime
-
+    endpoints: tuple[str, ...] = ()  # where its replicas answered at the last pass
 
 @dataclass(frozen=True)
 class HistoryRecord:

@@ -191,13 +191,15 @@ class Agent:
         history = _worth_recording(action, previous, status, failure)
         # ``commit`` is the commit of the last change to this deployment, so a commit that
         # touches one file rewrites one row, not every row.
+        observed = inp.observed.get(action.key)
+        endpoints = observed.endpoints if observed is not None else ()
         changed = history or previous is None or (previous.spec, previous.status, previous.reason,
-                                                  previous.differences, previous.state) != (
-            spec_json, status, reason, action.differences, to_json(after))
+                                                  previous.differences, previous.state, previous.endpoints) != (
+            spec_json, status, reason, action.differences, to_json(after), endpoints)
         if not changed and not gone:
             return
         record = models.DeploymentRecord(name, environment, spec_json, inp.commit, status, reason,
-                                         action.differences, to_json(after), inp.now)
+                                         action.differences, to_json(after), inp.now, endpoints)
         with self._store.writing() as tx:
             if gone:
                 tx.delete_deployment(name, environment)

@@ -109,7 +109,8 @@ def attestation(row: sa.Row[Any]) -> models.Attestation:
 def deployment(row: sa.Row[Any]) -> models.DeploymentRecord:
     return models.DeploymentRecord(
         name=row.name, environment=row.environment, spec=row.spec, commit=row.commit, status=row.status,
-        reason=row.reason, differences=tuple(row.differences), state=row.state, updated_at=utc(row.updated_at))
+        reason=row.reason, differences=tuple(row.differences), state=row.state, updated_at=utc(row.updated_at),
+        endpoints=tuple(row.endpoints))
 
 
 def history(row: sa.Row[Any]) -> models.HistoryRecord:

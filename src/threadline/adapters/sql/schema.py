@@ -191,6 +191,7 @@ deployments = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("differences", sa.JSON, nullable=False),
     sa.Column("state", sa.JSON, nullable=False),
+    sa.Column("endpoints", sa.JSON, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 

@@ -370,7 +370,7 @@ class SqlWriteTransaction(SqlReadTransaction):
         key = (t.deployments.c.name == record.name) & (t.deployments.c.environment == record.environment)
         values = {"spec": dict(record.spec), "commit": record.commit, "status": record.status, "reason": record.reason,
                   "differences": list(record.differences), "state": dict(record.state),
-                  "updated_at": record.updated_at}
+                  "endpoints": list(record.endpoints), "updated_at": record.updated_at}
         if self._c.execute(t.deployments.update().where(key).values(**values)).rowcount == 0:
             self._c.execute(t.deployments.insert().values(name=record.name, environment=record.environment, **values))
 

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text, nullable=False),
         sa.Column("differences", sa.JSON, nullable=False),
         sa.Column("state", sa.JSON, nullable=False),
+        sa.Column("endpoints", sa.JSON, nullable=False),
         sa.Column("updated_at", _TS, nullable=False),
     )
     op.create_table(
