@@ -27,6 +27,7 @@ class ControlPlane:
     database_url: str
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -47,7 +48,7 @@ class ControlPlane:
     def start(self) -> "ControlPlane":
         log = (self.home.parent / f"server-{self.port}.log").open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "threadline", "up", "--port", str(self.port)],
+            [sys.executable, "-m", "threadline", "up", "--port", str(self.port), *self.extra_args],
             env=self.env(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
 from threadline import __version__
 from threadline.api import (errors, limits, routes_artifacts, routes_audit, routes_gitops, routes_governance,
@@ -41,11 +42,19 @@ _ROUTES = (routes_models, routes_artifacts, routes_audit, routes_identity, route
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """The embedded GitOps agent runs while the API does (its first pass waits for the port)."""
-    loop = app.state.services.gitops
-    if loop is not None:
-        loop.start()
+    """The embedded GitOps agent runs while the API does (its first pass waits for the port).
+
+    Shutdown work happens here, in the graceful shutdown: uvicorn re-raises SIGTERM once it
+    returns, so code after ``uvicorn.run`` never runs for a terminated server.
+    """
+    services: Services = app.state.services
+    if services.gitops is not None:
+        services.gitops.start()
     yield
+    if services.gitops is not None:
+        await run_in_threadpool(services.gitops.stop, stop_workloads=services.gitops.stop_workloads_on_exit)
+    with services.store.writing() as tx:
+        services.audit.checkpoint(tx)
 _meta = APIRouter(prefix="/api/v1", tags=["meta"])
 
 

@@ -32,7 +32,10 @@ def up(host: str = typer.Option(None, help="Interface to bind (default 127.0.0.1
     if services.webhooks is not None:
         services.webhooks.start()
     services.gitops = bootstrap.gitops_agent(services)
+    if services.gitops is not None:
+        services.gitops.stop_workloads_on_exit = stop_workloads
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the agent's probes are not news
     url = f"http://{settings.host}:{settings.port}"
     console.print(f"Threadline control plane on [bold]{url}[/bold]  (OpenAPI: {url}/api/v1/openapi.json)")
     console.print(f"state: {settings.resolved_home}")
@@ -46,8 +49,4 @@ def up(host: str = typer.Option(None, help="Interface to bind (default 127.0.0.1
         uvicorn.run(create_app(services), host=settings.host, port=settings.port, log_level=log_level,
                     server_header=False, access_log=False)
     finally:
-        if services.gitops is not None:
-            services.gitops.stop(stop_workloads=stop_workloads)
-        with services.store.writing() as tx:
-            services.audit.checkpoint(tx)
         services.close()

@@ -248,6 +248,8 @@ class AgentLoop:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gitops-agent", daemon=True)
         self.last_error: str | None = None
+        self.stop_workloads_on_exit = False
+        self._stopped = False
 
     def start(self) -> None:
         self.runtime.start()
@@ -258,6 +260,9 @@ class AgentLoop:
 
     def stop(self, *, stop_workloads: bool = False) -> None:
         """End the loop; workloads keep running (the next agent adopts them) unless asked."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():

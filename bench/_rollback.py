@@ -1,0 +1,152 @@
+"""Rollback time on the local runtime, for ``bench/reconcile.py``.
+
+A real control plane (``threadline up``) follows a Git repository with the embedded agent. Version
+1 of a model is deployed and passes its health checks; version 2 expects other inputs, so the
+traffic of version 1's clients is all errors. The figure is the time from the first failed health
+check (its history row) to the first answer of version 1 again (client side, on the endpoint the
+API reports, which is observed at the start of each pass: the figure includes up to one pass
+interval of reporting delay, so it is an upper bound).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+
+from _procs import free_port
+
+COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+INTERVAL = 0.5
+
+
+def _git(repo: Path, *args: str) -> None:
+    env = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@x",
+           "PATH": "/usr/bin:/bin"}
+    subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
+
+
+def _push(repo: Path, version: int, window: str) -> None:
+    (repo / "iris.yaml").write_text(
+        "apiVersion: threadline/v1\nkind: ModelDeployment\nmetadata: {name: iris, environment: production, "
+        f"owner: default}}\nspec:\n  model: iris\n  version: {version}\n"
+        f"  health: {{period: 1s, window: {window}, failureThreshold: 2, maxErrorRate: 0.2}}\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", f"v{version}")
+
+
+def _wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+    return found
+
+
+def _infer(endpoint: str, token: str) -> httpx.Response:
+    body = {"inputs": [{"name": c, "datatype": "FP64", "shape": [1], "data": [5.0]} for c in COLUMNS]}
+    return httpx.post(endpoint + "/v2/models/iris/infer", json=body, timeout=5, headers={"Authorization": f"Bearer {token}"})
+
+
+def rollback_time() -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from threadline import Client
+
+    frame = load_iris(as_frame=True).frame
+    features = frame.drop(columns=["target"])
+    features.columns = COLUMNS
+    model = LogisticRegression(max_iter=500).fit(features, frame["target"])
+    with tempfile.TemporaryDirectory(prefix="bench-rollback-") as scratch:
+        root = Path(scratch)
+        repo = root / "repo"
+        repo.mkdir()
+        _git(repo, "init", "-q", "-b", "main")
+        _git(repo, "commit", "-q", "--allow-empty", "-m", "empty")
+        port = free_port()
+        env = {**os.environ, "THREADLINE_HOME": str(root / "home"), "THREADLINE_GITOPS_REPO": str(repo),
+               "THREADLINE_GITOPS_INTERVAL": str(INTERVAL)}
+        log = (root / "up.log").open("wb")
+        server = subprocess.Popen([sys.executable, "-m", "threadline", "up", "--port", str(port), "--stop-workloads"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            token_file = root / "home" / "admin.token"
+            _wait(lambda: token_file.exists() and _answers(url), 60, "the control plane")
+            token = token_file.read_text().strip()
+            admin = Client(url, token)
+            admin.register_model(model, "iris", owner="default", training_data=features)
+            three = features[COLUMNS[:3]]
+            admin.register_model(LogisticRegression(max_iter=300).fit(three, frame["target"]), "iris",
+                                 training_data=three)
+            admin.create_user("ann", ["approver"])
+            approver = Client(url, admin.create_token("bench", user="ann")["token"])
+            for version in (1, 2):
+                admin.transition_version("iris", version, "validate")
+                admin.request_approval("iris", version, "production")
+                approver.decide("iris", version, "production", "approve")
+            _push(repo, 1, "2s")
+            _wait(lambda: admin.deployment("iris")["status"] == "Synced" if _exists(admin) else False, 120,
+                  "version 1 healthy")
+            first = admin.deployment("iris")["endpoints"]
+            _push(repo, 2, "120s")
+            second = _wait(lambda: (d := admin.deployment("iris"))["running"].startswith("iris@2") and d["endpoints"]
+                           and d["endpoints"] != first and d["endpoints"], 120, "version 2 running")
+            stop = threading.Event()
+            restored: list[float] = []
+
+            def traffic() -> None:
+                while not stop.is_set():
+                    for endpoint in admin.deployment("iris")["endpoints"]:
+                        try:
+                            answer = _infer(endpoint, token)
+                        except httpx.HTTPError:
+                            continue
+                        if answer.status_code == 200 and answer.json()["model_version"] == "1" and endpoint not in first:
+                            restored.append(time.time())
+                            stop.set()
+                    time.sleep(0.02)
+
+            sender = threading.Thread(target=traffic, daemon=True)
+            sender.start()
+            sender.join(timeout=120)
+            stop.set()
+            if not restored:
+                raise RuntimeError("version 1 never answered again")
+            history = admin.deployment("iris")["history"]
+            failed = min(datetime.fromisoformat(h["time"]).timestamp() for h in history
+                         if h["action"] in ("check", "rollback") and h["evidence"].get("verdict") == "fail")
+            seconds = restored[0] - failed
+            print(f"rollback on the local runtime: {seconds:5.2f} s from the first failed health check to version 1 "
+                  f"answering again (endpoint {second[0]} -> restored)   target: under 10 s -> "
+                  f"{'met' if seconds < 10 else 'NOT met'}")
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+            log.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(url + "/api/v1/whoami", timeout=1)
+    except httpx.TransportError:
+        return False
+    return True
+
+
+def _exists(admin: Any) -> bool:
+    try:
+        admin.deployment("iris")
+    except Exception:
+        return False
+    return True
