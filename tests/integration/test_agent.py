@@ -287,6 +287,7 @@ def test_broken_documents_are_reported_and_the_rest_still_syncs_and_nothing_is_p
                                                  " environment: production, owner: t}\nspec:\n  modle: iris\n",
                   "dup.yaml": deployment("good", 1), "missing.yaml": deployment("nover", 9),
                   "alias.yaml": deployment("noalias", 1).replace("version: 1", "alias: nope"),
+                  "ghost.yaml": deployment("ghost", 1).replace("model: iris", "model: ghost"),
                   "kind.yaml": "apiVersion: threadline/v1\nkind: Deployment\n",
                   "yaml.yaml": "spec: [unclosed\n"})
     result = world.agent.sync()
@@ -294,10 +295,11 @@ def test_broken_documents_are_reported_and_the_rest_still_syncs_and_nothing_is_p
     assert "bad.yaml:5: spec.modle: unknown field" in problems and "is declared twice; first at dup.yaml:3" in problems
     assert "kind.yaml:2: kind: unknown kind 'Deployment'" in problems and "yaml.yaml:2: invalid YAML" in problems
     assert world.status("noalias") == ("Blocked", "model 'iris' has no alias 'nope'")
+    assert world.status("ghost") == ("Blocked", "model 'ghost' not found")
     assert set(world.runtime.running) == {("good", ENV), ("gone", ENV)}  # not pruned while errors are reported
     assert world.status("gone")[0] == "OutOfSync"
     assert world.status("nover") == ("Blocked", "model 'iris' has no version 9")
-    world.commit({"bad.yaml": None, "dup.yaml": None, "kind.yaml": None, "yaml.yaml": None})
+    world.commit({"bad.yaml": None, "dup.yaml": None, "kind.yaml": None, "yaml.yaml": None, "ghost.yaml": None})
     world.agent.sync()
     assert set(world.runtime.running) == {("good", ENV)}
     assert "deployment.delete" in world.audit_actions()

@@ -28,6 +28,17 @@ OpenRuntime = Callable[[], runtime_local.LocalRuntime]
 
 
 @pytest.fixture(scope="module")
+def shared_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """The runtime never touches the metadata database, so one backend (SQLite) is enough."""
+    folder = tmp_path_factory.mktemp("plane")
+    plane = ControlPlane(home=folder / "home", database_url=f"sqlite:///{folder / 'db.sqlite'}").start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="module")
 def revisions(shared_plane: ControlPlane, iris_model: tuple[object, object]) -> tuple[model.Revision, ...]:
     """iris@1 and iris@2 registered in the module's control plane."""
     with Client(shared_plane.url, shared_plane.token) as client:
