@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import difflib
 import html
-import json
 import re
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
