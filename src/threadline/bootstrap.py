@@ -22,6 +22,7 @@ from threadline.gitops.agent import Agent, AgentLoop
 from threadline.governance.reports import Reports, Retention
 from threadline.governance.service import Governance
 from threadline.identity.mfa import Mfa
+from threadline.monitoring.service import Monitoring
 from threadline.identity.service import Identity
 from threadline.registry.service import Registry
 from threadline.settings import Settings
@@ -40,6 +41,7 @@ class Services:
     governance: Governance
     reports: Reports
     webhooks: WebhookDispatcher | None
+    monitoring: Monitoring
     gitops: AgentLoop | None = None  # set by `threadline up` when a repository is configured
 
     def close(self) -> None:
@@ -77,8 +79,9 @@ def build(settings: Settings) -> Services:
     mfa = Mfa(store, audit, clock, SecretBox.load_or_create(settings.secrets_key_path))
     reports = Reports(store, audit, governance, clock, signer,
                       Retention(settings.audit_retention_days, settings.prediction_log_retention_days), tls=False)
+    monitoring = Monitoring(store, artifacts, audit, home / "predictions")
     return Services(settings, store, artifacts, signer, audit, registry, identity, mfa, governance, reports,
-                    _webhooks(settings, store, clock))
+                    _webhooks(settings, store, clock), monitoring)
 
 
 def _webhooks(settings: Settings, store: SqlMetadataStore, clock: SystemClock) -> WebhookDispatcher | None:

@@ -304,6 +304,15 @@ class Client:
     def deployment(self, name: str, environment: str = "production") -> dict[str, Any]:
         return self._call("GET", f"/api/v1/deployments/{_seg(environment)}/{_seg(name)}")
 
+    # -- monitoring ---------------------------------------------------------------------
+
+    def drift(self, deployment: str, *, window: str = "1h", start: str | None = None, end: str | None = None,
+              environment: str | None = None) -> dict[str, Any]:
+        """Per-feature drift of a deployment's logged traffic (the last ``window``, or from/to)."""
+        params = {k: v for k, v in {"window": window, "from": start, "to": end,
+                                    "environment": environment}.items() if v is not None}
+        return self._call("GET", f"/api/v1/drift/{_seg(deployment)}", params=params)
+
     # -- plumbing -----------------------------------------------------------------------
 
     def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:

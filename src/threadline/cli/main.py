@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import typer
 
-from threadline.cli import audit, db, gitops, governance, identity, models, render, serve, server, spec
+from threadline.cli import (audit, db, gitops, governance, identity, models, monitoring, render, serve, server,
+                            spec)
 from threadline.cli.output import fail
 from threadline.domain import errors
 
@@ -29,6 +30,7 @@ app.add_typer(governance.readiness, name="readiness")
 app.command("sync")(gitops.sync)
 app.command("agent")(gitops.agent)
 app.command("render")(render.render)
+app.command("drift")(monitoring.drift)
 app.add_typer(gitops.deployments, name="deployments")
 
 

@@ -189,7 +189,8 @@ class Segment:
         return sealed
 
 
-def _complete_files(root: Path, deployment: str | None) -> list[Path]:
+def complete_files(root: Path, deployment: str | None) -> list[Path]:
+    """The log files to read: sealed segments, and parts whose segment is not sealed yet."""
     files = sorted(root.glob(f"deployment={deployment or '*'}/date=*/*.parquet"))
     sealed = {f.name[len("seg-"):-len(".parquet")] for f in files if f.name.startswith("seg-")}
     return [f for f in files if f.name.startswith("seg-") or (
@@ -211,7 +212,7 @@ def read_log(root: Path, deployment: str | None = None) -> pa.Table:
 
 
 def _read(root: Path, deployment: str | None) -> pa.Table:
-    files = _complete_files(root, deployment)
+    files = complete_files(root, deployment)
     if not files:
         return _schema({}).append(_DATE).empty_table()
     schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")

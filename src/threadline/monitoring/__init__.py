@@ -1,0 +1,1 @@
+"""Monitoring: drift of live traffic against a model version's reference profile."""

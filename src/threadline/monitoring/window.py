@@ -1,0 +1,73 @@
+"""Reading one column of a deployment's prediction log over a time window, file by file.
+
+Drift over millions of rows must fit in bounded memory: a window is never loaded as a table.
+Each complete Parquet file of the deployment (see ``serving.predlog_files``) is opened on its
+own and only the ``time`` column and the one feature column are read, then filtered to the
+window; a corrupted file is skipped and reported, never fatal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from threadline.serving import predlog_files
+
+
+@dataclass
+class Window:
+    """The files of one deployment's log and the span to read from them."""
+
+    files: list[Path]
+    start: datetime
+    end: datetime
+    problems: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, root: Path, deployment: str, start: datetime, end: datetime) -> Window:
+        return cls(predlog_files.complete_files(root, deployment), start, end)
+
+    def column(self, name: str) -> pa.ChunkedArray | None:
+        """The values of ``name`` in the window (None when no file has the column)."""
+        chunks: list[pa.Array] = []
+        seen = False
+        for path in list(self.files):
+            try:
+                parquet = pq.ParquetFile(path)
+                if name not in parquet.schema_arrow.names:
+                    continue
+                seen = True
+                table = parquet.read(columns=["time"] if name == "time" else ["time", name])
+            except (OSError, pa.ArrowInvalid) as exc:
+                self.files.remove(path)
+                self.problems.append(f"{path.name}: unreadable, skipped ({str(exc).splitlines()[0][:200]})")
+                continue
+            inside = pc.and_(pc.greater_equal(table["time"], pa.scalar(self.start, pa.timestamp("us", tz="UTC"))),
+                             pc.less(table["time"], pa.scalar(self.end, pa.timestamp("us", tz="UTC"))))
+            chunks.extend(table[name].filter(inside).chunks)
+        if not seen:
+            return None
+        return pa.chunked_array(chunks) if chunks else pa.chunked_array([], type=pa.float64())
+
+    def numbers(self, name: str) -> np.ndarray | None:
+        column = self.column(name)
+        if column is None:
+            return None
+        return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+
+    def counts(self, name: str) -> dict[str, int] | None:
+        column = self.column(name)
+        if column is None:
+            return None
+        counted = pc.value_counts(column.cast(pa.string()).drop_null() if len(column) else column.cast(pa.string()))
+        return {str(v["values"]): int(v["counts"]) for v in counted.to_pylist()}
+
+    def rows(self) -> int:
+        column = self.column("time")
+        return 0 if column is None else len(column)

@@ -1,0 +1,123 @@
+"""Drift end to end: traffic sent to a served model lands in its prediction log, and the drift of
+a window is flagged on exactly the features that drifted."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from support import ControlPlane, free_port
+from threadline import Client
+from threadline.domain import errors
+
+FEATURES = ["f0", "f1", "f2", "f3"]
+
+
+def frame(rows: int, seed: int, shift: dict[str, float] | None = None) -> pd.DataFrame:
+    data = pd.DataFrame(np.random.default_rng(seed).normal(size=(rows, len(FEATURES))), columns=FEATURES)
+    for name, by in (shift or {}).items():
+        data[name] += by
+    return data
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    folder = tmp_path_factory.mktemp("plane")
+    started = ControlPlane(home=folder / "home", database_url=f"sqlite:///{folder / 'db.sqlite'}").start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="module")
+def endpoint(plane: ControlPlane) -> Iterator[str]:
+    from sklearn.linear_model import LogisticRegression
+
+    training = frame(2000, seed=1)
+    model = LogisticRegression().fit(training, training["f0"] > 0)
+    Client(plane.url, plane.token).register_model(model, "scorer", owner="default", training_data=training)
+    port = free_port()
+    env = {**os.environ, "THREADLINE_HOME": str(plane.home), "THREADLINE_URL": plane.url,
+           "THREADLINE_TOKEN": plane.token}
+    log = (plane.home.parent / "serve.log").open("ab")
+    process = subprocess.Popen([sys.executable, "-m", "threadline", "serve", "-m", "scorer@1", "--port", str(port),
+                                "--deployment-name", "scorer-live"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def send(url: str, token: str, data: pd.DataFrame) -> None:
+    for start in range(0, len(data), 100):
+        chunk = data.iloc[start:start + 100]
+        body = {"inputs": [{"name": c, "datatype": "FP64", "shape": [len(chunk)], "data": chunk[c].tolist()}
+                           for c in FEATURES]}
+        response = httpx.post(url + "/v2/models/scorer/infer", json=body, timeout=10,
+                              headers={"Authorization": f"Bearer {token}"})
+        response.raise_for_status()
+
+
+def moment() -> datetime:
+    time.sleep(0.05)
+    return datetime.now(timezone.utc)
+
+
+def test_drifted_traffic_is_flagged_on_exactly_the_drifted_features(plane: ControlPlane, endpoint: str) -> None:
+    admin = Client(plane.url, plane.token)
+    before = moment()
+    send(endpoint, plane.token, frame(1000, seed=2))
+    between = moment()
+    send(endpoint, plane.token, frame(1000, seed=3, shift={"f1": 1.0, "f3": -0.8}))
+    after = moment()
+    time.sleep(1.0)  # the serving process flushes its log every 0.25 s
+
+    normal = admin.drift("scorer-live", start=before.isoformat(), end=between.isoformat())
+    assert normal["rows"] == 1000 and not normal["drifted"]
+    assert [f["feature"] for f in normal["features"] if f["drifted"]] == []
+    drifted = admin.drift("scorer-live", start=between.isoformat(), end=after.isoformat())
+    flagged = {f["feature"]: f for f in drifted["features"]}
+    assert [name for name, f in flagged.items() if f["drifted"]] == ["f1", "f3"]
+    assert drifted["drifted"] and drifted["drifted_share"] == 0.5
+    assert flagged["f1"]["method"] == "wasserstein" and flagged["f1"]["reference_size"] == 2000
+    assert flagged["f1"]["current_size"] == 1000
+
+    with pytest.raises(errors.NotFound, match="no data"):
+        admin.drift("scorer-live", start=(after + timedelta(hours=1)).isoformat(),
+                    end=(after + timedelta(hours=2)).isoformat())
+    assert any(e["action"] == "predictions.read" for e in admin.audit_entries(object="deployment/scorer-live"))
+
+
+def test_a_corrupted_log_file_is_skipped_and_reported(plane: ControlPlane, endpoint: str) -> None:
+    admin = Client(plane.url, plane.token)
+    before = moment()
+    send(endpoint, plane.token, frame(200, seed=4))
+    after = moment()
+    time.sleep(1.0)
+    folder = next((plane.home / "predictions" / "deployment=scorer-live").iterdir())
+    (folder / "part-broken-1.parquet").write_bytes(b"PAR1 not really parquet")
+    result: dict[str, Any] = admin.drift("scorer-live", start=before.isoformat(), end=after.isoformat())
+    assert result["rows"] == 200
+    assert any("part-broken-1.parquet: unreadable, skipped" in p for p in result["problems"])
+    (folder / "part-broken-1.parquet").unlink()
