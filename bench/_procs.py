@@ -155,6 +155,13 @@ def tail(path: Path, lines: int = 30) -> str:
     return "\n".join(f"    {line}" for line in text[-lines:])
 
 
+def git(repo: Path, *args: str) -> None:
+    """Run git in ``repo`` as a fixed identity (the GitOps benchmarks commit specs)."""
+    env = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com", "GIT_COMMITTER_NAME": "bench",
+           "GIT_COMMITTER_EMAIL": "bench@example.com", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOOPBACK, 0))

@@ -22,16 +22,10 @@ from typing import Any, Callable
 
 import httpx
 
-from _procs import free_port
+from _procs import free_port, git
 
 COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 INTERVAL = 0.5
-
-
-def _git(repo: Path, *args: str) -> None:
-    env = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@x",
-           "PATH": "/usr/bin:/bin"}
-    subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
 
 
 def _push(repo: Path, version: int, window: str) -> None:
@@ -39,8 +33,8 @@ def _push(repo: Path, version: int, window: str) -> None:
         "apiVersion: threadline/v1\nkind: ModelDeployment\nmetadata: {name: iris, environment: production, "
         f"owner: default}}\nspec:\n  model: iris\n  version: {version}\n"
         f"  health: {{period: 1s, window: {window}, failureThreshold: 2, maxErrorRate: 0.2}}\n")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", f"v{version}")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", f"v{version}")
 
 
 def _wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -71,8 +65,8 @@ def rollback_time() -> None:
         root = Path(scratch)
         repo = root / "repo"
         repo.mkdir()
-        _git(repo, "init", "-q", "-b", "main")
-        _git(repo, "commit", "-q", "--allow-empty", "-m", "empty")
+        git(repo, "init", "-q", "-b", "main")
+        git(repo, "commit", "-q", "--allow-empty", "-m", "empty")
         port = free_port()
         env = {**os.environ, "THREADLINE_HOME": str(root / "home"), "THREADLINE_GITOPS_REPO": str(repo),
                "THREADLINE_GITOPS_INTERVAL": str(INTERVAL)}

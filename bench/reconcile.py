@@ -19,7 +19,6 @@ first failed health check to the stable revision serving again (target under 10 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +26,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _procs import git  # noqa: E402
 
 from threadline.adapters.artifacts.memory import MemoryArtifactStore  # noqa: E402
 from threadline.adapters.git_source import GitSource  # noqa: E402
@@ -88,12 +89,6 @@ class Clock:
 
     def now(self) -> datetime:
         return self.time
-
-
-def git(repo: Path, *args: str) -> None:
-    env = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@x",
-           "PATH": "/usr/bin:/bin"}
-    subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
 
 
 def document(index: int, model: str, version: int) -> str:

@@ -67,6 +67,18 @@ def shared_plane(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
             plane.stop()
 
 
+@pytest.fixture(scope="module")
+def sqlite_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """One control plane on SQLite for a module whose subject never touches the metadata
+    database (runtimes, the prediction log), so running it on every backend adds nothing."""
+    folder = tmp_path_factory.mktemp("plane")
+    plane = ControlPlane(home=folder / "home", database_url=f"sqlite:///{folder / 'db.sqlite'}").start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
 @pytest.fixture
 def control_plane(database_url: str, tmp_path: Path) -> Iterator[ControlPlane]:
     plane = ControlPlane(home=tmp_path / "home", database_url=database_url).start()

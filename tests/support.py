@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import httpx
 
@@ -88,3 +89,26 @@ class ControlPlane:
         if check and result.returncode != 0:
             raise AssertionError(f"threadline {' '.join(args)} failed: {result.stdout}\n{result.stderr}")
         return result
+
+
+_GIT_IDENTITY = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.com",
+                 "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.com",
+                 "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` as a fixed test identity, whatever the machine's git config says."""
+    command = ["git", "-c", "init.defaultBranch=main", "-c", "protocol.file.allow=always", *args]
+    done = subprocess.run(command, cwd=cwd, env={**os.environ, **_GIT_IDENTITY}, capture_output=True,
+                          text=True, timeout=30, check=True)
+    return done.stdout.strip()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30, what: str = "the condition") -> Any:
+    """Poll ``condition`` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+    return found

@@ -125,6 +125,10 @@ class ReadTransaction(Protocol):
         """Entries after ``after``; ``action`` ending in ``.`` matches a family (``approval.``)
         and ``object_prefix`` matches the object and everything below it."""
 
+    def count_audit_entries(self, *, actor: str | None = None, action: str | None = None,
+                            object_prefix: str | None = None) -> int:
+        """How many entries ``audit_entries`` with these filters would return in all."""
+
     def audit_checkpoints(self) -> list[hashchain.Checkpoint]: ...
 
     def user_by_token(self, token_digest: str) -> tuple[models.User, models.Token] | None: ...

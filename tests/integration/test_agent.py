@@ -5,13 +5,13 @@ rollback, canary abort and promote, drift and self-heal, prune, broken documents
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 import skops.io
+from support import git
 
 from threadline.adapters.artifacts.memory import MemoryArtifactStore
 from threadline.adapters.git_source import GitSource
@@ -77,12 +77,6 @@ class RecordingRuntime:
 
     def stop_all(self) -> None:
         self.running.clear()
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.com", "PATH": "/usr/bin:/bin"}
-    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def deployment(name: str, version: int, **spec: object) -> str:

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
@@ -31,26 +30,16 @@ def frame(rows: int, seed: int, shift: dict[str, float] | None = None) -> pd.Dat
 
 
 @pytest.fixture(scope="module")
-def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    folder = tmp_path_factory.mktemp("plane")
-    started = ControlPlane(home=folder / "home", database_url=f"sqlite:///{folder / 'db.sqlite'}").start()
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-@pytest.fixture(scope="module")
-def endpoint(plane: ControlPlane) -> Iterator[str]:
+def endpoint(sqlite_plane: ControlPlane) -> Iterator[str]:
     from sklearn.linear_model import LogisticRegression
 
     training = frame(2000, seed=1)
     model = LogisticRegression().fit(training, training["f0"] > 0)
-    Client(plane.url, plane.token).register_model(model, "scorer", owner="default", training_data=training)
+    Client(sqlite_plane.url, sqlite_plane.token).register_model(model, "scorer", owner="default", training_data=training)
     port = free_port()
-    env = {**os.environ, "THREADLINE_HOME": str(plane.home), "THREADLINE_URL": plane.url,
-           "THREADLINE_TOKEN": plane.token}
-    log = (plane.home.parent / "serve.log").open("ab")
+    env = {**os.environ, "THREADLINE_HOME": str(sqlite_plane.home), "THREADLINE_URL": sqlite_plane.url,
+           "THREADLINE_TOKEN": sqlite_plane.token}
+    log = (sqlite_plane.home.parent / "serve.log").open("ab")
     process = subprocess.Popen([sys.executable, "-m", "threadline", "serve", "-m", "scorer@1", "--port", str(port),
                                 "--deployment-name", "scorer-live"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -84,12 +73,12 @@ def moment() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def test_drifted_traffic_is_flagged_on_exactly_the_drifted_features(plane: ControlPlane, endpoint: str) -> None:
-    admin = Client(plane.url, plane.token)
+def test_drifted_traffic_is_flagged_on_exactly_the_drifted_features(sqlite_plane: ControlPlane, endpoint: str) -> None:
+    admin = Client(sqlite_plane.url, sqlite_plane.token)
     before = moment()
-    send(endpoint, plane.token, frame(1000, seed=2))
+    send(endpoint, sqlite_plane.token, frame(1000, seed=2))
     between = moment()
-    send(endpoint, plane.token, frame(1000, seed=3, shift={"f1": 1.0, "f3": -0.8}))
+    send(endpoint, sqlite_plane.token, frame(1000, seed=3, shift={"f1": 1.0, "f3": -0.8}))
     after = moment()
     time.sleep(1.0)  # the serving process flushes its log every 0.25 s
 
@@ -109,13 +98,13 @@ def test_drifted_traffic_is_flagged_on_exactly_the_drifted_features(plane: Contr
     assert any(e["action"] == "predictions.read" for e in admin.audit_entries(object="deployment/scorer-live"))
 
 
-def test_a_corrupted_log_file_is_skipped_and_reported(plane: ControlPlane, endpoint: str) -> None:
-    admin = Client(plane.url, plane.token)
+def test_a_corrupted_log_file_is_skipped_and_reported(sqlite_plane: ControlPlane, endpoint: str) -> None:
+    admin = Client(sqlite_plane.url, sqlite_plane.token)
     before = moment()
-    send(endpoint, plane.token, frame(200, seed=4))
+    send(endpoint, sqlite_plane.token, frame(200, seed=4))
     after = moment()
     time.sleep(1.0)
-    folder = next((plane.home / "predictions" / "deployment=scorer-live").iterdir())
+    folder = next((sqlite_plane.home / "predictions" / "deployment=scorer-live").iterdir())
     (folder / "part-broken-1.parquet").write_bytes(b"PAR1 not really parquet")
     result: dict[str, Any] = admin.drift("scorer-live", start=before.isoformat(), end=after.isoformat())
     assert result["rows"] == 200

@@ -8,34 +8,21 @@ URLs that are refused before git runs at all.
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
+from support import git
 
 from threadline.adapters import git_source
 from threadline.domain import errors
-
-_IDENTITY = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.com",
-             "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.com",
-             "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
-
-
-def _git(cwd: Path, *args: str) -> str:
-    command = ["git", "-c", "init.defaultBranch=main", "-c", "protocol.file.allow=always", *args]
-    done = subprocess.run(command, cwd=cwd, env={**os.environ, **_IDENTITY}, capture_output=True,
-                          text=True, timeout=30, check=True)
-    return done.stdout.strip()
-
 
 def _commit(work: Path, files: dict[str, str], message: str) -> str:
     for name, text in files.items():
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_text(text)
-    _git(work, "add", "-A")
-    _git(work, "commit", "-q", "-m", message)
-    return _git(work, "rev-parse", "HEAD")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", message)
+    return git(work, "rev-parse", "HEAD")
 
 
 @pytest.fixture
@@ -43,14 +30,14 @@ def work(tmp_path: Path) -> tuple[Path, str, str]:
     """A working copy: c1 (tagged v1, annotated) then c2 on main, plus an uncommitted edit."""
     work = tmp_path / "work"
     work.mkdir()
-    _git(work, "init", "-q")
+    git(work, "init", "-q")
     (work / "link.yaml").symlink_to("deploy/a.yaml")
     first = _commit(work, {
         "deploy/a.yaml": "a: 1\n", "deploy/b.yml": "b: 1\n", "README.md": "# not yaml\n",
         ".github/workflow.yaml": "hidden: true\n", "deploy/.draft.yaml": "hidden: true\n",
         "big.yaml": "x: " + "y" * 200 + "\n",
     }, "first")
-    _git(work, "tag", "-a", "v1", "-m", "release 1")
+    git(work, "tag", "-a", "v1", "-m", "release 1")
     second = _commit(work, {"deploy/a.yaml": "a: 2\n", "deploy/c.yaml": "c: 1\n"}, "second")
     (work / "deploy/a.yaml").write_text("a: uncommitted\n")
     return work, first, second
@@ -99,15 +86,15 @@ def test_budgets_over_the_whole_snapshot_refuse_it(work, tmp_path):
 def test_a_force_pushed_branch_is_followed_and_detected(work, tmp_path):
     path, first, second = work
     bare = tmp_path / "remote.git"
-    _git(tmp_path, "init", "-q", "--bare", str(bare))
-    _git(path, "push", "-q", str(bare), "main")
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(path, "push", "-q", str(bare), "main")
     source = _source(bare.as_uri(), tmp_path)  # file:// into a bare repository
     source.fetch()
     assert source.resolve() == second
     assert source.is_ancestor(first, second)
 
-    _git(path, "commit", "-q", "--amend", "-m", "second, rewritten")
-    _git(path, "push", "-q", "--force", str(bare), "main")
+    git(path, "commit", "-q", "--amend", "-m", "second, rewritten")
+    git(path, "push", "-q", "--force", str(bare), "main")
     source.fetch()
     rewritten = source.resolve()
     assert rewritten != second
@@ -119,7 +106,7 @@ def test_a_force_pushed_branch_is_followed_and_detected(work, tmp_path):
 
 def test_an_unknown_ref_names_the_branches(work, tmp_path):
     path, _, _ = work
-    _git(path, "branch", "staging")
+    git(path, "branch", "staging")
     source = _source(path, tmp_path, ref="prod")
     source.fetch()
     with pytest.raises(errors.NotFound, match=r"'prod' .*branches: main, staging"):

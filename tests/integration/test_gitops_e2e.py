@@ -4,16 +4,15 @@ rolled back by itself to the last healthy one."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import httpx
 import pytest
 
-from support import ControlPlane
+from support import ControlPlane, git, wait_for
 from threadline import Client
 
 COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -23,12 +22,6 @@ HEALTH = {1: "{period: 1s, window: 3s, failureThreshold: 2, maxErrorRate: 0.2}",
           2: "{period: 1s, window: 60s, failureThreshold: 2, maxErrorRate: 0.2}"}
 
 
-def git(repo: Path, *args: str) -> str:
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.com", "PATH": "/usr/bin:/bin"}
-    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
-
-
 def push(repo: Path, version: int) -> None:
     (repo / "iris.yaml").write_text(
         "apiVersion: threadline/v1\nkind: ModelDeployment\n"
@@ -36,17 +29,6 @@ def push(repo: Path, version: int) -> None:
         f"spec:\n  model: iris\n  version: {version}\n  health: {HEALTH[version]}\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", f"iris v{version}")
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 90, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = condition()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
 
 
 def infer(endpoint: str, token: str) -> httpx.Response:
@@ -59,7 +41,7 @@ def infer(endpoint: str, token: str) -> httpx.Response:
 def plane(database_url: str, tmp_path: Path) -> Iterator[ControlPlane]:
     repo = tmp_path / "repo"
     repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
+    git(repo, "init", "-q")
     git(repo, "commit", "-q", "--allow-empty", "-m", "empty")
     started = ControlPlane(home=tmp_path / "home", database_url=database_url, extra_args=["--stop-workloads"],
                            extra_env={"THREADLINE_GITOPS_REPO": str(repo), "THREADLINE_GITOPS_INTERVAL": "1",

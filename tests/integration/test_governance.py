@@ -254,6 +254,7 @@ def test_protected_alias_reports_and_attestations(
     controls = {(c["framework"], c["control_id"]): c["status"] for c in report["controls"]}
     assert controls[("EU AI Act", "Art. 14")] == "satisfied"  # the deployment's escalation config
     assert controls[("EU AI Act", "Art. 10")] == "missing"    # registered without training data
+    assert controls[("EU AI Act", "Art. 12")] == "satisfied"  # the version's audit entries, counted
     assert "Art. 12" in deployer.compliance("iris", 1, format="markdown")
 
     checklist = deployer.readiness(DEPLOYMENT)

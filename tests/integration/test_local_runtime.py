@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import ControlPlane
+from support import ControlPlane, wait_for
 
 from threadline import Client
 from threadline.adapters import runtime_local
@@ -28,20 +28,9 @@ OpenRuntime = Callable[[], runtime_local.LocalRuntime]
 
 
 @pytest.fixture(scope="module")
-def shared_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """The runtime never touches the metadata database, so one backend (SQLite) is enough."""
-    folder = tmp_path_factory.mktemp("plane")
-    plane = ControlPlane(home=folder / "home", database_url=f"sqlite:///{folder / 'db.sqlite'}").start()
-    try:
-        yield plane
-    finally:
-        plane.stop()
-
-
-@pytest.fixture(scope="module")
-def revisions(shared_plane: ControlPlane, iris_model: tuple[object, object]) -> tuple[model.Revision, ...]:
+def revisions(sqlite_plane: ControlPlane, iris_model: tuple[object, object]) -> tuple[model.Revision, ...]:
     """iris@1 and iris@2 registered in the module's control plane."""
-    with Client(shared_plane.url, shared_plane.token) as client:
+    with Client(sqlite_plane.url, sqlite_plane.token) as client:
         found = [client.register_model(iris_model[0], "iris", owner="default") for _ in range(2)]
     return tuple(model.Revision("iris", v["version"], v["artifact_digest"]) for v in found)
 
@@ -52,13 +41,13 @@ def state_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def open_runtime(shared_plane: ControlPlane, state_dir: Path, tmp_path: Path) -> Iterator[OpenRuntime]:
+def open_runtime(sqlite_plane: ControlPlane, state_dir: Path, tmp_path: Path) -> Iterator[OpenRuntime]:
     """Opens LocalRuntimes on one state folder; afterwards a last one adopts and ends everything."""
     opened: list[runtime_local.LocalRuntime] = []
 
     def open_one() -> runtime_local.LocalRuntime:
-        runtime = runtime_local.LocalRuntime(state_dir, control_plane_url=shared_plane.url,
-                                             token=shared_plane.token, home=tmp_path / "serve-home",
+        runtime = runtime_local.LocalRuntime(state_dir, control_plane_url=sqlite_plane.url,
+                                             token=sqlite_plane.token, home=tmp_path / "serve-home",
                                              ready_timeout=45, supervise_interval=0.2)
         opened.append(runtime)
         return runtime
@@ -101,15 +90,7 @@ def infer(plane: ControlPlane, endpoint: str, rows: int = 2) -> httpx.Response:
     return httpx.post(endpoint + "/v2/models/iris/infer", json=body, headers=plane.auth(), timeout=10)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.2)
-
-
-def test_apply_serves_rescales_samples_and_deletes(shared_plane: ControlPlane, revisions: tuple[model.Revision, ...],
+def test_apply_serves_rescales_samples_and_deletes(sqlite_plane: ControlPlane, revisions: tuple[model.Revision, ...],
                                                    open_runtime: OpenRuntime, state_dir: Path) -> None:
     v1, _ = revisions
     runtime = open_runtime()
@@ -117,7 +98,7 @@ def test_apply_serves_rescales_samples_and_deletes(shared_plane: ControlPlane, r
     seen = runtime.observe()[KEY]
     assert (seen.stable, seen.canary, seen.replicas, seen.ready, seen.restarts) == (v1, None, 1, 1, 0)
     for _ in range(3):
-        answer = infer(shared_plane, seen.endpoints[0])
+        answer = infer(sqlite_plane, seen.endpoints[0])
         assert answer.status_code == 200, answer.text
         assert answer.json()["model_version"] == "1"
     sample = runtime.sample(KEY).by_revision["iris@1"]
@@ -133,7 +114,7 @@ def test_apply_serves_rescales_samples_and_deletes(shared_plane: ControlPlane, r
 
     state = state_dir / runtime_local.STATE_FILE
     assert state.stat().st_mode & 0o777 == 0o600
-    assert shared_plane.token not in state.read_text()
+    assert sqlite_plane.token not in state.read_text()
     assert list((state_dir / "logs").glob("staging-iris-scorer-*.log"))
 
     pids = recorded_pids(state_dir)
@@ -142,7 +123,7 @@ def test_apply_serves_rescales_samples_and_deletes(shared_plane: ControlPlane, r
     assert not [pid for pid in pids if running(pid)]
 
 
-def test_canary_then_failed_apply_keeps_what_ran(shared_plane: ControlPlane, revisions: tuple[model.Revision, ...],
+def test_canary_then_failed_apply_keeps_what_ran(sqlite_plane: ControlPlane, revisions: tuple[model.Revision, ...],
                                                  open_runtime: OpenRuntime, state_dir: Path) -> None:
     v1, v2 = revisions
     runtime = open_runtime()
@@ -163,12 +144,12 @@ def test_canary_then_failed_apply_keeps_what_ran(shared_plane: ControlPlane, rev
     assert set(evidence) >= {"exit_codes", "logs", "waited_seconds"}
     codes = evidence["exit_codes"]
     assert isinstance(codes, dict) and codes and all(code not in (None, 0) for code in codes.values())
-    assert shared_plane.token not in json.dumps(evidence)
+    assert sqlite_plane.token not in json.dumps(evidence)
 
     assert recorded_pids(state_dir) == canary
     seen = runtime.observe()[KEY]
     assert (seen.stable, seen.canary, seen.ready) == (v1, v2, 1)
-    assert infer(shared_plane, seen.endpoints[0]).status_code == 200
+    assert infer(sqlite_plane, seen.endpoints[0]).status_code == 200
     by_revision = runtime.sample(KEY).by_revision
     assert sum(s.requests for s in by_revision.values()) == 1
 

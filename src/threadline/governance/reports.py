@@ -48,8 +48,7 @@ class Reports:
         with self._store.reading() as tx:
             model = tx.get_model(version.model)
             approvals = tx.approvals(version.model, version.version)
-            entries = len(tx.audit_entries(after=0, limit=100_000,
-                                           object_prefix=f"model/{version.model}/version/{version.version}"))
+            entries = tx.count_audit_entries(object_prefix=f"model/{version.model}/version/{version.version}")
         in_force = self._governance.policy()
         return compliance.evaluate(compliance.Evidence(
             model=model, version=version, audit_retention_days=self._retention.audit_days,

@@ -127,18 +127,16 @@ class SqlReadTransaction:
 
     def audit_entries(self, *, after: int, limit: int, actor: str | None = None, action: str | None = None,
                       object_prefix: str | None = None) -> list[hashchain.AuditEntry]:
-        stmt = (sa.select(t.audit_entries).where(t.audit_entries.c.seq > after)
+        filters = _audit_filters(actor, action, object_prefix)
+        stmt = (sa.select(t.audit_entries).where(t.audit_entries.c.seq > after, *filters)
                 .order_by(t.audit_entries.c.seq).limit(limit))
-        if actor is not None:
-            stmt = stmt.where(t.audit_entries.c.actor == actor)
-        if action is not None:
-            # ``version.`` matches every version action; a full name matches only itself.
-            stmt = stmt.where(t.audit_entries.c.action.startswith(action, autoescape=True)
-                              if action.endswith(".") else t.audit_entries.c.action == action)
-        if object_prefix is not None:
-            stmt = stmt.where(sa.or_(t.audit_entries.c.object == object_prefix,
-                                     t.audit_entries.c.object.startswith(object_prefix + "/", autoescape=True)))
         return [records.audit_entry(row) for row in self._c.execute(stmt)]
+
+    def count_audit_entries(self, *, actor: str | None = None, action: str | None = None,
+                            object_prefix: str | None = None) -> int:
+        stmt = sa.select(sa.func.count()).select_from(t.audit_entries).where(
+            *_audit_filters(actor, action, object_prefix))
+        return int(self._c.execute(stmt).scalar() or 0)
 
     def audit_checkpoints(self) -> list[hashchain.Checkpoint]:
         stmt = sa.select(t.audit_checkpoints).order_by(t.audit_checkpoints.c.seq)
@@ -240,6 +238,21 @@ class SqlReadTransaction:
                 .order_by(t.webhook_outbox.c.id).limit(limit))
         return [models.WebhookMessage(id=row.id, event=row.event, payload=row.payload, attempts=row.attempts)
                 for row in self._c.execute(stmt)]
+
+
+def _audit_filters(actor: str | None, action: str | None, object_prefix: str | None) -> list[Any]:
+    """``action`` ending in ``.`` matches its family (``version.``), else only itself; an object
+    matches itself and everything below it."""
+    found: list[Any] = []
+    if actor is not None:
+        found.append(t.audit_entries.c.actor == actor)
+    if action is not None:
+        found.append(t.audit_entries.c.action.startswith(action, autoescape=True)
+                     if action.endswith(".") else t.audit_entries.c.action == action)
+    if object_prefix is not None:
+        found.append(sa.or_(t.audit_entries.c.object == object_prefix,
+                            t.audit_entries.c.object.startswith(object_prefix + "/", autoescape=True)))
+    return found
 
 
 class SqlWriteTransaction(SqlReadTransaction):
