@@ -6,6 +6,7 @@ This is the one place that knows which adapter backs which port.
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +23,12 @@ from threadline.gitops.agent import Agent, AgentLoop
 from threadline.governance.reports import Reports, Retention
 from threadline.governance.service import Governance
 from threadline.identity.mfa import Mfa
+from threadline.monitoring.alerting import AlertEvaluator, MonitorLoop
+from threadline.monitoring.feedback import Feedback
 from threadline.monitoring.service import Monitoring
 from threadline.identity.service import Identity
 from threadline.registry.service import Registry
+from threadline.review.service import Reviews
 from threadline.settings import Settings
 
 
@@ -40,13 +44,15 @@ class Services:
     mfa: Mfa
     governance: Governance
     reports: Reports
-    webhooks: WebhookDispatcher | None
+    webhooks: WebhookDispatcher
     monitoring: Monitoring
+    feedback: Feedback
+    reviews: Reviews
     gitops: AgentLoop | None = None  # set by `threadline up` when a repository is configured
+    monitor: MonitorLoop | None = None  # set by `threadline up` unless THREADLINE_MONITOR_INTERVAL is 0
 
     def close(self) -> None:
-        if self.webhooks is not None:
-            self.webhooks.stop()
+        self.webhooks.stop()
         self.store.close()
 
 
@@ -79,19 +85,26 @@ def build(settings: Settings) -> Services:
     mfa = Mfa(store, audit, clock, SecretBox.load_or_create(settings.secrets_key_path))
     reports = Reports(store, audit, governance, clock, signer,
                       Retention(settings.audit_retention_days, settings.prediction_log_retention_days), tls=False)
-    monitoring = Monitoring(store, artifacts, audit, home / "predictions")
+    monitoring = Monitoring(store, artifacts, audit, home / "predictions", clock)
+    feedback = Feedback(store, audit, clock, home / "predictions")
     return Services(settings, store, artifacts, signer, audit, registry, identity, mfa, governance, reports,
-                    _webhooks(settings, store, clock), monitoring)
+                    _webhooks(settings, store, clock), monitoring, feedback,
+                    Reviews(store, audit, clock, signer, artifacts, settings.workdir))
 
 
-def _webhooks(settings: Settings, store: SqlMetadataStore, clock: SystemClock) -> WebhookDispatcher | None:
-    if not settings.webhook_urls:
-        return None
-    if settings.webhook_secret is None:
+def _webhooks(settings: Settings, store: SqlMetadataStore, clock: SystemClock) -> WebhookDispatcher:
+    """Approval events go to the configured URLs; alerts go to the receivers their specs name."""
+    if settings.webhook_secret is not None:
+        secret = settings.webhook_secret.get_secret_value().encode("utf-8")
+    elif settings.webhook_urls:
         raise errors.ConfigurationError("THREADLINE_WEBHOOK_URLS is set but THREADLINE_WEBHOOK_SECRET is not: "
                                         "receivers need it to check that notifications come from Threadline")
-    return WebhookDispatcher(store, clock, settings.webhook_urls,
-                             settings.webhook_secret.get_secret_value().encode("utf-8"))
+    else:
+        path = settings.webhook_secret_path
+        if not path.exists():
+            files.create_secret_file(path, secrets.token_hex(32).encode("ascii"))
+        secret = path.read_bytes().strip()
+    return WebhookDispatcher(store, clock, settings.webhook_urls, secret)
 
 
 def write_admin_token(services: Services) -> Path | None:
@@ -136,6 +149,18 @@ def gitops_agent(services: Services) -> AgentLoop | None:
                   store=services.store, audit=services.audit, clock=SystemClock(), registry=services.registry,
                   governance=services.governance)
     return AgentLoop(agent, settings.gitops_interval, runtime=runtime, wait_until=lambda: _answers(settings.url))
+
+
+def alert_evaluator(services: Services) -> AlertEvaluator:
+    settings = services.settings
+    return AlertEvaluator(services.store, services.audit, SystemClock(), services.monitoring,
+                          retrain_commands=settings.retrain_commands,
+                          log_root=settings.resolved_home / "predictions")
+
+
+def monitor_loop(services: Services) -> MonitorLoop | None:
+    interval = services.settings.monitor_interval
+    return MonitorLoop(alert_evaluator(services), interval) if interval > 0 else None
 
 
 def _answers(url: str) -> bool:

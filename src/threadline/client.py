@@ -10,7 +10,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, Mapping
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
 import httpx
 import orjson
@@ -161,7 +161,11 @@ class Client:
     def download_artifact(self, name: str, ref: str | int, dest: str | Path) -> Path:
         """Download a version's artifact to ``dest``, verified against its digest."""
         version = self.get_version(name, ref)
-        expected = str(version["artifact_digest"]).removeprefix("sha256:")
+        return self.download_digest(str(version["artifact_digest"]), dest)
+
+    def download_digest(self, digest: str, dest: str | Path) -> Path:
+        """Download the stored artifact ``digest`` to ``dest``, verified on the way."""
+        expected = digest.removeprefix("sha256:")
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=".download-", delete=False) as handle:
@@ -312,6 +316,70 @@ class Client:
         params = {k: v for k, v in {"window": window, "from": start, "to": end,
                                     "environment": environment}.items() if v is not None}
         return self._call("GET", f"/api/v1/drift/{_seg(deployment)}", params=params)
+
+    def drift_report(self, deployment: str, *, window: str = "1h", start: str | None = None,
+                     end: str | None = None, environment: str | None = None) -> str:
+        """The drift as a self-contained HTML page with per-feature histograms."""
+        params = {k: v for k, v in {"window": window, "from": start, "to": end, "environment": environment,
+                                    "format": "html"}.items() if v is not None}
+        return str(self._call("GET", f"/api/v1/drift/{_seg(deployment)}", params=params))
+
+    def windows(self, deployment: str, *, width: str = "1h", window: str = "24h", start: str | None = None,
+                end: str | None = None) -> dict[str, Any]:
+        """Service levels and quality (from labels) per window of ``width``."""
+        params = {k: v for k, v in {"width": width, "window": window, "from": start,
+                                    "to": end}.items() if v is not None}
+        return self._call("GET", f"/api/v1/monitoring/{_seg(deployment)}/windows", params=params)
+
+    def events(self, deployment: str, *, environment: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Alerts fired and resolved, and retraining calls, newest first."""
+        params = {k: v for k, v in {"environment": environment, "limit": limit}.items() if v is not None}
+        return self._call("GET", f"/api/v1/monitoring/{_seg(deployment)}/events", params=params)["items"]
+
+    def feedback(self, deployment: str, labels: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, Any]:
+        """Attach ground-truth labels (prediction id -> label); unknown ids and bad labels come back."""
+        pairs = labels.items() if isinstance(labels, Mapping) else labels
+        body = {"labels": [{"prediction_id": pid, "label": label} for pid, label in pairs]}
+        return self._call("POST", f"/api/v1/deployments/{_seg(deployment)}/feedback", json=body)
+
+    # -- bundles and review -------------------------------------------------------------
+
+    def bundle(self, bundle_id: str) -> dict[str, Any]:
+        """A context bundle with its signature and review task (an audited read)."""
+        return self._call("GET", f"/api/v1/bundles/{_seg(bundle_id)}")
+
+    def bundle_key(self) -> dict[str, Any]:
+        """This installation's bundle signing key (key_id, public_key PEM)."""
+        return self._call("GET", "/api/v1/keys/bundles")
+
+    def trusted_keys(self) -> dict[str, str]:
+        """Every key whose bundles this installation accepts, its own included: key id -> PEM."""
+        own = self.bundle_key()
+        keys = {item["key_id"]: item["public_pem"] for item in self._call("GET", "/api/v1/keys/trusted")["items"]}
+        keys[own["key_id"]] = own["public_key"]
+        return keys
+
+    def trust_key(self, name: str, public_key: str) -> dict[str, Any]:
+        return self._call("POST", "/api/v1/keys/trusted", json={"name": name, "public_key": public_key})
+
+    def import_bundle(self, path: str | Path) -> dict[str, Any]:
+        """Upload an exported bundle file; the control plane verifies it before keeping it."""
+        with open(path, "rb") as handle:
+            return self._call("POST", "/api/v1/bundles/import", content=handle,
+                              headers={"Content-Type": "application/x-tar"})
+
+    def review_tasks(self, *, queue: str | None = None, status: str | None = None,
+                     limit: int = 100) -> dict[str, Any]:
+        params = {k: v for k, v in {"queue": queue, "status": status, "limit": limit}.items() if v is not None}
+        return self._call("GET", "/api/v1/review", params=params)
+
+    def claim(self, bundle_id: str, *, take_over: bool = False) -> dict[str, Any]:
+        return self._call("POST", f"/api/v1/review/{_seg(bundle_id)}/claim", json={"take_over": take_over})
+
+    def resolve(self, bundle_id: str, decision: str, *, label: Any = None, comment: str = "") -> dict[str, Any]:
+        """``accept`` the model's answer or ``override`` it with ``label``; the label feeds accuracy."""
+        return self._call("POST", f"/api/v1/review/{_seg(bundle_id)}/resolve",
+                          json={"decision": decision, "label": label, "comment": comment})
 
     # -- plumbing -----------------------------------------------------------------------
 

@@ -78,13 +78,15 @@ class Clock(Protocol):
 
 
 class Signer(Protocol):
-    """Signs audit checkpoints; the verifying key is public."""
+    """The installation's key: signs audit checkpoints, attestations and context bundles."""
 
     key_id: str
 
     def sign(self, message: bytes) -> bytes: ...
 
     def verify(self, message: bytes, signature: bytes) -> bool: ...
+
+    def public_pem(self) -> str: ...
 
 
 class SecretBox(Protocol):
@@ -168,6 +170,28 @@ class ReadTransaction(Protocol):
 
     def source_commit(self, source: str) -> str | None: ...
 
+    def feedback(self, deployment: str, start: datetime, end: datetime) -> list[models.Feedback]:
+        """Labels of the predictions made in [start, end)."""
+
+    def get_bundle(self, bundle_id: str) -> models.BundleRecord: ...
+
+    def review_tasks(self, *, queue: str | None, status: str | None, limit: int) -> list[models.ReviewTask]:
+        """Oldest first, so a queue is worked in order."""
+
+    def count_review_tasks(self, *, queue: str | None, status: str | None) -> int: ...
+
+    def get_review_task(self, bundle_id: str) -> models.ReviewTask: ...
+
+    def monitor_states(self, deployment: str, environment: str) -> list[models.MonitorState]: ...
+
+    def monitor_events(self, *, deployment: str | None, environment: str | None, event: str | None = None,
+                       limit: int) -> list[models.MonitorEvent]: ...
+
+    def window_profile(self, deployment: str, kind: str, start: datetime,
+                       end: datetime) -> Mapping[str, Any] | None: ...
+
+    def trusted_keys(self) -> list[models.TrustedKey]: ...
+
 
 class WriteTransaction(ReadTransaction, Protocol):
     """A serialised write: one writer at a time holds the audit chain head.
@@ -209,8 +233,26 @@ class WriteTransaction(ReadTransaction, Protocol):
 
     def add_attestation(self, attestation: models.Attestation) -> models.Attestation: ...
 
-    def enqueue_webhook(self, event: str, payload: str, *, time: datetime) -> None:
+    def enqueue_webhook(self, event: str, payload: str, *, time: datetime, url: str | None = None,
+                        idempotency_key: str | None = None) -> None:
         """Queue a notification in this transaction: it is sent only if the change commits."""
+
+    def put_feedback(self, item: models.Feedback) -> None: ...
+
+    def add_bundle(self, record: models.BundleRecord) -> bool: ...
+
+    def put_review_task(self, task: models.ReviewTask) -> None: ...
+
+    def put_monitor_state(self, state: models.MonitorState) -> None: ...
+
+    def add_monitor_event(self, event: models.MonitorEvent) -> None: ...
+
+    def put_window_profile(self, deployment: str, kind: str, start: datetime, end: datetime,
+                           body: Mapping[str, Any], *, time: datetime) -> None: ...
+
+    def forget_window_profiles(self, deployment: str, kind: str, first: datetime, last: datetime) -> None: ...
+
+    def add_trusted_key(self, key: models.TrustedKey) -> None: ...
 
     def put_deployment(self, record: models.DeploymentRecord) -> None: ...
 

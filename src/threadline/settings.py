@@ -34,7 +34,13 @@ class Settings(BaseSettings):
                                                description="How long prediction logs are kept (6 months).")
     webhook_urls: list[str] = Field(default_factory=list,
                                     description="Where approval events are POSTed (JSON list in the env).")
-    webhook_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key for webhook signatures.")
+    webhook_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key for webhook signatures "
+                                                                      "(default: generated in <home>/webhook.secret).")
+    monitor_interval: float = Field(default=60.0, ge=0, description="Seconds between evaluations of the "
+                                                                    "deployments' alert rules; 0: never.")
+    retrain_commands: dict[str, list[str]] = Field(
+        default_factory=dict, description="Commands a spec may name in monitoring.retrain.command (JSON object "
+                                          "of name -> argv); a spec can never run anything not listed here.")
     gitops_repo: str | None = Field(default=None, description="Git repository of ModelDeployment specs; "
                                                               "`threadline up` runs the agent when set.")
     gitops_ref: str = Field(default="main", description="Branch, tag or commit to follow.")
@@ -75,6 +81,10 @@ class Settings(BaseSettings):
     @property
     def secrets_key_path(self) -> Path:
         return self.resolved_home / "secrets.key"
+
+    @property
+    def webhook_secret_path(self) -> Path:
+        return self.resolved_home / "webhook.secret"
 
     @property
     def workdir(self) -> Path:

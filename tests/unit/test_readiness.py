@@ -103,7 +103,7 @@ FAILURES = [
     ("infrastructure.resources", {"resources": None}, "does not set both cpu and memory"),
     ("infrastructure.gpu_isolation", {"resources": {"cpu": "2", "memory": "4Gi", "gpu": 1}}, "nodeSelector"),
     ("observability.drift", {"monitoring": {"retrain": GOOD_SPEC["monitoring"]["retrain"]}}, "spec.monitoring.drift"),
-    ("observability.alerts", {"monitoring": {"drift": {}}}, "spec.monitoring.retrain.webhook"),
+    ("observability.alerts", {"monitoring": {"drift": {}}}, "no alert route"),
     ("security.rate_limits", {"serving": None}, "rateLimit is 0"),
     ("compliance.escalation", {"escalation": None}, "spec.escalation"),
 ]

@@ -30,7 +30,7 @@ def test_input_signature_from_profile_follows_column_order() -> None:
 def test_feature_names_take_the_models_order_and_the_datas_types() -> None:
     data = (TensorSpec("b", "INT64", (-1,)), TensorSpec("a", "FP32", (-1,)))
     signature = signatures.reconcile(sklearn_inspection(names=("a", "b"), n_features=2), data)
-    assert signature == Signature(inputs=(data[1], data[0]), outputs=OUTPUTS)
+    assert signature == Signature(inputs=(data[1], data[0]), outputs=OUTPUTS, classes=(0, 1))
 
 
 def test_feature_name_mismatch_lists_missing_and_unexpected_columns() -> None:

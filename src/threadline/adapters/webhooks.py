@@ -3,7 +3,9 @@
 Notifications are queued in the database in the transaction of the change they announce
 (the outbox), so a crash never loses one and never sends one for a change that rolled back.
 A background thread delivers them; a receiver may see one twice after a crash mid-send,
-and dedupes by the ``X-Threadline-Delivery`` id. The signature is
+and dedupes by the ``X-Threadline-Delivery`` id (and, for alerts, by ``Idempotency-Key``,
+which is the same for every delivery of one notification). A message either names its one
+receiver (an alert route from a deployment spec) or goes to every configured URL. The signature is
 ``X-Threadline-Signature: sha256=<hex HMAC of the body>``, the scheme GitHub uses.
 """
 
@@ -86,7 +88,9 @@ class WebhookDispatcher:
         body = message.payload.encode("utf-8")
         headers = {"Content-Type": "application/json", "X-Threadline-Event": message.event,
                    "X-Threadline-Delivery": str(message.id), "X-Threadline-Signature": signature(self._secret, body)}
-        for url in self._urls:
+        if message.idempotency_key:
+            headers["Idempotency-Key"] = message.idempotency_key
+        for url in [message.url] if message.url else self._urls:
             try:
                 response = self._http.post(url, content=body, headers=headers)
             except httpx.HTTPError as exc:

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from threadline import __version__
 from threadline.api import (errors, limits, routes_artifacts, routes_audit, routes_gitops, routes_governance,
-                            routes_identity, routes_models, routes_monitoring)
+                            routes_identity, routes_models, routes_monitoring, routes_review)
 from threadline.api.auth import needs, permission_of
 from threadline.api.responses import JSON
 from threadline.bootstrap import Services
@@ -33,12 +33,12 @@ def create_app(services: Services) -> FastAPI:
     app.state.schema = lambda: _with_permissions(app.openapi(), routers)
 
     app.add_middleware(limits.BodyLimit, max_bytes=services.settings.max_request_bytes,
-                       exempt_prefix=routes_artifacts.router.prefix)
+                       exempt_prefixes=(routes_artifacts.router.prefix, routes_review.IMPORT_PATH))
     return app
 
 
 _ROUTES = (routes_models, routes_artifacts, routes_audit, routes_identity, routes_governance, routes_gitops,
-           routes_monitoring)
+           routes_monitoring, routes_review)
 
 
 @asynccontextmanager
@@ -51,7 +51,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     services: Services = app.state.services
     if services.gitops is not None:
         services.gitops.start()
+    if services.monitor is not None:
+        services.monitor.start()
     yield
+    if services.monitor is not None:
+        await run_in_threadpool(services.monitor.stop)
     if services.gitops is not None:
         await run_in_threadpool(services.gitops.stop, stop_workloads=services.gitops.stop_workloads_on_exit)
     with services.store.writing() as tx:

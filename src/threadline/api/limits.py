@@ -1,4 +1,4 @@
-"""A request body limit for every route but the streamed upload, which enforces its own."""
+"""A request body limit for every route but the streamed uploads, which enforce their own."""
 
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ class _TooLarge(Exception):
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, *, max_bytes: int, exempt_prefix: str) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, exempt_prefixes: tuple[str, ...]) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.exempt_prefix = exempt_prefix
+        self.exempt_prefixes = exempt_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt_prefix):
+        if scope["type"] != "http" or scope["path"].startswith(self.exempt_prefixes):
             await self.app(scope, receive, send)
             return
         for key, value in scope.get("headers", ()):

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import typer
 
-from threadline.cli import (audit, db, gitops, governance, identity, models, monitoring, render, serve, server,
-                            spec)
+from threadline.cli import (audit, db, gitops, governance, identity, models, monitoring, render, review, serve,
+                            server, spec)
 from threadline.cli.output import fail
 from threadline.domain import errors
 
@@ -31,6 +31,10 @@ app.command("sync")(gitops.sync)
 app.command("agent")(gitops.agent)
 app.command("render")(render.render)
 app.command("drift")(monitoring.drift)
+app.command("feedback")(monitoring.feedback)
+app.add_typer(monitoring.monitor, name="monitor")
+app.add_typer(review.review, name="review")
+app.add_typer(review.bundles, name="bundles")
 app.add_typer(gitops.deployments, name="deployments")
 
 

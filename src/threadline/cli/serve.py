@@ -30,6 +30,8 @@ def serve(
     max_body_bytes: int = typer.Option(8 << 20, min=1, help="Largest request body (413 beyond)."),
     escalate_below: Optional[float] = typer.Option(None, min=0, max=1,
                                                    help="Mark predictions whose confidence is below this."),
+    queue: Optional[str] = typer.Option(None, help="Review queue of escalated predictions (default: the "
+                                                   "deployment spec's, or the control plane's default)."),
     token_file: Optional[Path] = typer.Option(None, help="Standalone: a 0600 file of accepted tokens, one "
                                                          "per line (default: ask the control plane)."),
     log_dir: Optional[Path] = typer.Option(None, help="Prediction log folder (default <home>/predictions)."),
@@ -58,6 +60,7 @@ def serve(
         model, deployment_name = spec.models, deployment_name or spec.name
         max_batch_rows, max_wait_ms, rate_limit, rate_burst = spec.batching
         escalate_below = spec.escalate_below if escalate_below is None else escalate_below
+        queue = queue or spec.escalation_queue
     if not model:
         raise errors.InvalidInput("nothing to serve: give --model NAME@VERSION (repeatable) or --deployment FILE")
     config = server.ServeConfig(
@@ -65,7 +68,7 @@ def serve(
         deployment=deployment_name, token_file=str(token_file) if token_file else None,
         log_dir=str(log_dir) if log_dir else None, max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms,
         rate_limit=rate_limit, rate_burst=rate_burst, max_body_bytes=max_body_bytes,
-        escalate_below=escalate_below, flush_interval=flush_interval,
+        escalate_below=escalate_below, escalation_queue=queue, flush_interval=flush_interval,
         otlp_endpoint=TelemetrySettings().otel_exporter_otlp_endpoint)
     if (tls_cert is None) != (tls_key is None):
         raise errors.InvalidInput("HTTPS needs both --tls-cert and --tls-key")

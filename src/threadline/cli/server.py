@@ -29,9 +29,9 @@ def up(host: str = typer.Option(None, help="Interface to bind (default 127.0.0.1
     token_path = bootstrap.write_admin_token(services)
     # Warm the model loaders (seconds of imports) while the server already answers.
     threading.Thread(target=flavors.preload, name="preload", daemon=True).start()
-    if services.webhooks is not None:
-        services.webhooks.start()
+    services.webhooks.start()
     services.gitops = bootstrap.gitops_agent(services)
+    services.monitor = bootstrap.monitor_loop(services)
     if services.gitops is not None:
         services.gitops.stop_workloads_on_exit = stop_workloads
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -35,6 +35,8 @@ class Permission(str, enum.Enum):
     ATTEST = "attest"                    # readiness attestations
     DEPLOY = "deploy"                    # trigger a GitOps sync
     REVIEW = "review"                    # the human review queue
+    WRITE_FEEDBACK = "write-feedback"    # ground-truth labels for logged predictions
+    WRITE_BUNDLES = "write-bundles"      # serving processes hand in bundles; imports
     READ_AUDIT = "read-audit"
     MANAGE_POLICY = "manage-policy"
     MANAGE_USERS = "manage-users"
@@ -57,6 +59,8 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.ATTEST: frozenset({_R.DEPLOYER, _R.APPROVER, _R.ADMIN}),
     Permission.DEPLOY: frozenset({_R.DEPLOYER, _R.ADMIN}),
     Permission.REVIEW: frozenset({_R.REVIEWER, _R.ADMIN}),
+    Permission.WRITE_FEEDBACK: frozenset({_R.DEVELOPER, _R.DEPLOYER, _R.REVIEWER, _R.ADMIN}),
+    Permission.WRITE_BUNDLES: frozenset({_R.DEVELOPER, _R.DEPLOYER, _R.ADMIN}),
     Permission.READ_AUDIT: frozenset({_R.AUDITOR, _R.ADMIN}),
     Permission.MANAGE_POLICY: frozenset({_R.ADMIN}),
     Permission.MANAGE_USERS: frozenset({_R.ADMIN}),

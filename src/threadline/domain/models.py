@@ -58,6 +58,7 @@ class Signature:
 
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...] = ()
+    classes: tuple[Any, ...] | None = None  # a classifier's labels, in the order of its probabilities
 
 
 @dataclass(frozen=True)
@@ -114,10 +115,13 @@ class ModelVersion:
 # because dataclasses.asdict deep-copies every leaf, which dominated read latency.
 
 def signature_to_json(signature: Signature) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         "inputs": [_spec_to_json(spec) for spec in signature.inputs],
         "outputs": [_spec_to_json(spec) for spec in signature.outputs],
     }
+    if signature.classes is not None:
+        data["classes"] = list(signature.classes)
+    return data
 
 
 def _spec_to_json(spec: TensorSpec) -> dict[str, Any]:
@@ -128,7 +132,9 @@ def signature_from_json(data: dict[str, Any]) -> Signature:
     def specs(items: list[dict[str, Any]]) -> tuple[TensorSpec, ...]:
         return tuple(TensorSpec(i["name"], i["datatype"], tuple(i["shape"])) for i in items)
 
-    return Signature(inputs=specs(data["inputs"]), outputs=specs(data["outputs"]))
+    classes = data.get("classes")
+    return Signature(inputs=specs(data["inputs"]), outputs=specs(data["outputs"]),
+                     classes=None if classes is None else tuple(classes))
 
 
 def lineage_to_json(lineage: Lineage) -> dict[str, Any]:
@@ -242,6 +248,8 @@ class WebhookMessage:
     event: str
     payload: str
     attempts: int
+    url: str | None = None               # one receiver (an alert route); None: every configured one
+    idempotency_key: str | None = None   # the same for every retry of one notification
 
 
 @dataclass(frozen=True)
@@ -281,3 +289,86 @@ class Page:
 
     items: tuple[Any, ...]
     next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A ground-truth label for one logged prediction; a later label replaces an earlier one."""
+
+    deployment: str
+    prediction_id: str
+    prediction_time: datetime
+    label: Any
+    source: str          # api | review
+    actor: str
+    time: datetime
+
+
+@dataclass(frozen=True)
+class BundleRecord:
+    """A stored context bundle: ``body`` is the canonical JSON its signature covers."""
+
+    id: str
+    deployment: str
+    queue: str | None
+    model: str
+    version: int
+    created: datetime
+    reason: str
+    digest: str
+    key_id: str
+    signature: str
+    body: str
+    origin: str          # served | imported
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class ReviewTask:
+    bundle_id: str
+    queue: str
+    status: str          # open | claimed | resolved
+    assignee: str | None
+    claimed_at: datetime | None
+    decision: str | None  # accept | override
+    label: Any
+    comment: str
+    resolved_by: str | None
+    resolved_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class MonitorState:
+    deployment: str
+    environment: str
+    rule: str
+    status: str          # ok | firing
+    since: datetime | None
+    consecutive: int
+    last_window_end: datetime | None
+
+
+@dataclass(frozen=True)
+class MonitorEvent:
+    """An alert firing or resolving, or a retraining call: the event log route."""
+
+    deployment: str
+    environment: str
+    rule: str
+    event: str           # alert.fired | alert.resolved | retrain.triggered
+    severity: str
+    window_start: datetime
+    window_end: datetime
+    details: Mapping[str, Any]
+    time: datetime
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    key_id: str
+    name: str
+    public_pem: str
+    added_by: str
+    added_at: datetime

@@ -125,7 +125,15 @@ class Health(_Spec):
     max_p99_latency_ms: float | None = Field(None, gt=0, description="null: latency is not checked.")
 
 
-class Drift(_Spec):
+class AlertRoute(_Spec):
+    """Shared by every alert rule: how loud it is and who hears it besides the event log."""
+
+    severity: Literal["info", "warning", "critical"] = "warning"
+    notify: list[values.Webhook] = Field(default_factory=list, description=(
+        "Webhooks that receive the firing and the resolution (signed JSON); the event log always does."))
+
+
+class Drift(AlertRoute):
     method: Literal["psi", "ks", "wasserstein", "jensenshannon", "chisquare"] | None = Field(
         None, description="null: the monitoring default for each feature's type.")
     threshold: float | None = Field(None, gt=0, description=(
@@ -144,9 +152,10 @@ class Drift(_Spec):
         return self
 
 
-class Accuracy(_Spec):
+class Accuracy(AlertRoute):
     """``minimum`` for scores where higher is better, ``maximum`` for errors (mae, rmse)."""
 
+    window: values.Duration = Field("1h", gt=0, validate_default=True)
     metric: Literal["accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse", "r2"]
     minimum: float | None = None
     maximum: float | None = Field(None, ge=0)
@@ -165,7 +174,8 @@ class Accuracy(_Spec):
         return self
 
 
-class Latency(_Spec):
+class Latency(AlertRoute):
+    window: values.Duration = Field("1h", gt=0, validate_default=True)
     p99_ms: float | None = Field(None, gt=0)
     max_error_rate: values.Rate | None = None
 
@@ -177,7 +187,21 @@ class Latency(_Spec):
 
 
 class Retrain(_Spec):
-    webhook: values.Webhook
+    """Who is asked to retrain after ``after`` consecutive breaching windows of any rule."""
+
+    webhook: values.Webhook | None = None
+    command: str | None = Field(None, description=(
+        "The name of a command the operator listed in THREADLINE_RETRAIN_COMMANDS; it receives the JSON "
+        "context on stdin. A spec names commands, it never carries them: Git content must not run code."))
+    after: int = Field(3, ge=1, description="Consecutive breaching windows before a retraining call.")
+    cool_down: values.Duration = Field("24h", gt=0, validate_default=True,
+                                       description="Time after a call during which no new call is made.")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Retrain:
+        if (self.webhook is None) == (self.command is None):
+            raise ValueError("give exactly one of webhook and command")
+        return self
 
 
 class Monitoring(_Spec):

@@ -160,11 +160,16 @@ def _drift(f: Facts) -> _Result:
 
 
 def _alerts(f: Facts) -> _Result:
-    # The URL itself is never shown: it might carry a secret.
-    if f.deployment.spec.monitoring.retrain is None:
-        return FAIL, ("no alert route: set spec.monitoring.retrain.webhook so drift and accuracy alerts "
-                      "reach someone")
-    return PASS, "alerts are posted, signed, to spec.monitoring.retrain.webhook"
+    # The URLs themselves are never shown: they might carry a secret.
+    monitoring = f.deployment.spec.monitoring
+    routed = [name for name, rule in (("drift", monitoring.drift), ("accuracy", monitoring.accuracy),
+                                      ("latency", monitoring.latency)) if rule is not None and rule.notify]
+    if not routed and monitoring.retrain is None:
+        return FAIL, ("no alert route: set notify on spec.monitoring's drift, accuracy or latency rules (or "
+                      "spec.monitoring.retrain) so alerts reach someone")
+    if not routed:
+        return PASS, "breaches call spec.monitoring.retrain"
+    return PASS, f"alerts of {', '.join(routed)} are posted, signed, to their notify webhooks"
 
 
 # --- security

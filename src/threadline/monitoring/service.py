@@ -8,21 +8,27 @@ Reading the log is a sensitive read: it is audited.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from threadline import ports
 from threadline.audit.log import AuditLog
 from threadline.domain import access, errors, names
 from threadline.gitops import spec as deployment_spec
-from threadline.monitoring import drift
+from threadline.monitoring import accuracy, drift, latency
+from threadline.monitoring import histograms as histogram_module
+from threadline.monitoring.feedback import task_of
 from threadline.monitoring.window import Window
 from threadline.serving import predlog_files
 
@@ -40,23 +46,126 @@ class DriftResult:
     rows: int
     dataset: drift.DatasetDrift
     problems: tuple[str, ...]
+    histograms: Mapping[str, histogram_module.Histogram] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WindowReport:
+    """Service levels and model quality of one window of a deployment's traffic."""
+
+    start: datetime
+    end: datetime
+    levels: latency.ServiceLevels
+    quality: accuracy.Quality | None  # None: the window holds no labelled prediction
+
+    def to_json(self) -> dict[str, Any]:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat(),
+                "levels": dataclasses.asdict(self.levels),
+                "quality": None if self.quality is None else {
+                    "kind": self.quality.kind, "count": self.quality.count,
+                    "metrics": dict(self.quality.metrics), "notes": list(self.quality.notes)}}
+
+
+MAX_WINDOWS = 500
+SETTLED = timedelta(minutes=2)  # a window this long past its end gets no more log records: keep its profile
 
 
 class Monitoring:
     def __init__(self, store: ports.MetadataStore, artifacts: ports.ArtifactStore, audit: AuditLog,
-                 log_root: Path) -> None:
+                 log_root: Path, clock: ports.Clock) -> None:
         self._store = store
         self._artifacts = artifacts
         self._audit = audit
         self._log_root = log_root
+        self._clock = clock
+
+    def windows(self, actor: access.Actor, deployment: str, start: datetime, end: datetime,
+                width: timedelta) -> list[WindowReport]:
+        """Service levels and quality per window of ``width`` in [start, end), oldest first.
+
+        Windows are aligned to multiples of ``width`` since the epoch, so every caller (the
+        dashboard, the alert rules) sees the same windows and the kept profiles are shared.
+        """
+        actor.require(access.Permission.READ_SENSITIVE)
+        deployment = names.model_name(deployment, field="deployment")
+        if width.total_seconds() < 1:
+            raise errors.InvalidInput("windows are at least one second wide", field="width")
+        if end <= start:
+            raise errors.InvalidInput("the span ends before it starts", field="to")
+        bounds = aligned(start, end, width, limit=MAX_WINDOWS)
+        with self._store.writing() as tx:
+            self._audit.record(tx, actor.name, "predictions.read", f"deployment/{deployment}", {
+                "from": start.isoformat(), "to": end.isoformat(), "purpose": "service levels and quality"})
+        return [self.window(deployment, a, b) for a, b in bounds]
+
+    def window(self, deployment: str, start: datetime, end: datetime) -> WindowReport:
+        """One window's report, from its kept profiles when it has settled (internal: no audit)."""
+        settled = end + SETTLED <= self._clock.now()
+        with self._store.reading() as tx:
+            levels_body = tx.window_profile(deployment, "levels", start, end) if settled else None
+            quality_body = tx.window_profile(deployment, "quality", start, end) if settled else None
+        levels = latency.ServiceLevels(**levels_body) if levels_body else self._levels(deployment, start, end)
+        if quality_body is not None:
+            quality = None if quality_body.get("kind") is None else accuracy.Quality(
+                quality_body["kind"], quality_body["count"], quality_body["metrics"], tuple(quality_body["notes"]))
+        else:
+            quality = self._quality(deployment, start, end)
+        if settled and (levels_body is None or quality_body is None):
+            with self._store.writing() as tx:
+                now = self._clock.now()
+                tx.put_window_profile(deployment, "levels", start, end, dataclasses.asdict(levels), time=now)
+                tx.put_window_profile(deployment, "quality", start, end, {"kind": None} if quality is None else {
+                    "kind": quality.kind, "count": quality.count, "metrics": dict(quality.metrics),
+                    "notes": list(quality.notes)}, time=now)
+        return WindowReport(start, end, levels, quality)
+
+    def _levels(self, deployment: str, start: datetime, end: datetime) -> latency.ServiceLevels:
+        window = Window.of(self._log_root, deployment, start, end)
+        latencies = window.numbers("latency_ms")
+        status = window.column("status")
+        if latencies is None or status is None:
+            return latency.service_levels(np.zeros(0), np.zeros(0, dtype=bool))
+        ok = pc.equal(status.cast(pa.string()), "ok").to_numpy(zero_copy_only=False)
+        return latency.service_levels(latencies, ok)
+
+    def _quality(self, deployment: str, start: datetime, end: datetime) -> accuracy.Quality | None:
+        with self._store.reading() as tx:
+            labels = {item.prediction_id: item.label for item in tx.feedback(deployment, start, end)}
+        if not labels:
+            return None
+        table = Window.of(self._log_root, deployment, start, end).matching(["outputs", "model", "version"],
+                                                                             set(labels))
+        if table.num_rows == 0 or "outputs" not in table.column_names:
+            return None
+        (model, version), _ = Counter(zip(table["model"].to_pylist(), table["version"].to_pylist())).most_common(1)[0]
+        with self._store.reading() as tx:
+            signature = tx.get_version(model, int(version)).signature
+        outputs = [orjson.loads(text) for text in table["outputs"].to_pylist()]
+        actual = [labels[pid] for pid in table["prediction_id"].to_pylist()]
+        if task_of(signature) == "regression":
+            name = signature.outputs[0].name if signature.outputs else "prediction"
+            return accuracy.regression(actual, [float(out[name]) for out in outputs])
+        predicted = [out.get("label") for out in outputs]
+        probabilities = None
+        if signature.classes is not None and all("probabilities" in out for out in outputs):
+            probabilities = np.asarray([out["probabilities"] for out in outputs], dtype=float)
+        return accuracy.classification(actual, predicted, probabilities, signature.classes)
 
     def drift(self, actor: access.Actor, deployment: str, start: datetime, end: datetime, *,
-              environment: str | None = None) -> DriftResult:
-        """Per-feature drift of ``deployment``'s traffic in [start, end)."""
+              environment: str | None = None, histograms: bool = False) -> DriftResult:
+        """Per-feature drift of ``deployment``'s traffic in [start, end) (an audited read of the log)."""
         actor.require(access.Permission.READ_SENSITIVE)
         deployment = names.model_name(deployment, field="deployment")
         if end <= start:
             raise errors.InvalidInput("the window ends before it starts", field="to")
+        with self._store.writing() as tx:
+            self._audit.record(tx, actor.name, "predictions.read", f"deployment/{deployment}", {
+                "from": start.isoformat(), "to": end.isoformat(), "purpose": "drift"})
+        return self.drift_of(deployment, start, end, self.settings(deployment, environment), histograms=histograms)
+
+    def drift_of(self, deployment: str, start: datetime, end: datetime, settings: deployment_spec.Drift, *,
+                 histograms: bool = False) -> DriftResult:
+        """The computation behind ``drift``, for the alert rules (the control plane's own reads)."""
         window = Window.of(self._log_root, deployment, start, end)
         served = window.column("version")
         models = window.column("model")
@@ -64,21 +173,19 @@ class Monitoring:
             raise errors.NotFound(f"deployment {deployment!r} logged no predictions between {start.isoformat()} and "
                                   f"{end.isoformat()}: no data, so no drift to report")
         (model, version), _ = Counter(zip(models.to_pylist(), served.to_pylist())).most_common(1)[0]
-        settings = self._settings(deployment, environment)
-        with self._store.writing() as tx:
+        with self._store.reading() as tx:
             profile = tx.get_profile(model, int(version))
-            self._audit.record(tx, actor.name, "predictions.read", f"deployment/{deployment}", {
-                "from": start.isoformat(), "to": end.isoformat(), "purpose": "drift"})
         if profile is None:
             raise errors.NotFound(f"{model}@{version} was registered without training data: there is no reference "
                                   "to compare with")
         sample = self._sample(profile)
-        features = [self._feature(window, name, column, sample, settings)
+        charts: dict[str, histogram_module.Histogram] = {}
+        features = [self._feature(window, name, column, sample, settings, charts if histograms else None)
                     for name, column in profile["columns"].items()]
         return DriftResult(deployment, model, int(version), start, end, len(served), drift.dataset(features),
-                           tuple(window.problems))
+                           tuple(window.problems), charts)
 
-    def _settings(self, deployment: str, environment: str | None) -> deployment_spec.Drift:
+    def settings(self, deployment: str, environment: str | None) -> deployment_spec.Drift:
         """The drift settings of the deployment's spec, when the GitOps agent knows it."""
         with self._store.reading() as tx:
             records = [r for r in tx.deployments(environment) if r.name == deployment and r.spec]
@@ -97,7 +204,8 @@ class Monitoring:
         return pq.ParquetFile(io.BytesIO(data))
 
     def _feature(self, window: Window, name: str, column: Mapping[str, Any], sample: Any,
-                 settings: deployment_spec.Drift) -> drift.FeatureDrift:
+                 settings: deployment_spec.Drift,
+                 charts: dict[str, histogram_module.Histogram] | None) -> drift.FeatureDrift:
         log_column = predlog_files.column_name(name)
         method, threshold = settings.method, settings.threshold
         if column["kind"] == "numeric":
@@ -110,6 +218,9 @@ class Monitoring:
                          if sample is not None and name in sample.schema_arrow.names else None)
             if reference is None:
                 reference = _from_bins(column)
+            if charts is not None:
+                charts[name] = histogram_module.numeric(np.asarray(column["bin_edges"], dtype=float),
+                                                        column["bin_counts"], current, feature=name)
             return drift.numeric(reference, current, method=method, threshold=threshold,
                                  reference_edges=np.asarray(column["bin_edges"], dtype=float), feature=name)
         if method in NUMERIC_ONLY:
@@ -126,7 +237,21 @@ class Monitoring:
         for value, count in counts.items():
             key = value if value in known or not other else OTHER
             folded[key] = folded.get(key, 0) + count
+        if charts is not None:
+            charts[name] = histogram_module.categorical(reference, folded, feature=name)
         return drift.categorical(reference, folded, method=method, threshold=threshold, feature=name)
+
+
+def aligned(start: datetime, end: datetime, width: timedelta, *,
+            limit: int = MAX_WINDOWS) -> list[tuple[datetime, datetime]]:
+    """The windows of ``width`` (aligned to the epoch) that overlap [start, end)."""
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    first = epoch + width * ((start - epoch) // width)
+    count = -(-(end - first) // width)
+    if count > limit:
+        raise errors.InvalidInput(f"{count} windows asked for; at most {limit}: widen the windows or shorten "
+                                  "the span", field="width")
+    return [(first + width * i, first + width * (i + 1)) for i in range(max(count, 0))]
 
 
 OTHER = "(other)"  # categories past the profile's top values: the profile counts them together

@@ -9,7 +9,7 @@ window; a corrupted file is skipped and reported, never fatal.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,10 @@ class Window:
 
     @classmethod
     def of(cls, root: Path, deployment: str, start: datetime, end: datetime) -> Window:
-        return cls(predlog_files.complete_files(root, deployment), start, end)
+        """Only the files of the days the window touches are read (the log is partitioned by UTC day)."""
+        first, last = start.astimezone(timezone.utc).date(), end.astimezone(timezone.utc).date()
+        return cls([path for path in predlog_files.complete_files(root, deployment)
+                    if _day(path) is None or first <= _day(path) <= last], start, end)
 
     def column(self, name: str) -> pa.ChunkedArray | None:
         """The values of ``name`` in the window (None when no file has the column)."""
@@ -45,15 +48,39 @@ class Window:
                 seen = True
                 table = parquet.read(columns=["time"] if name == "time" else ["time", name])
             except (OSError, pa.ArrowInvalid) as exc:
-                self.files.remove(path)
-                self.problems.append(f"{path.name}: unreadable, skipped ({str(exc).splitlines()[0][:200]})")
+                self._skip(path, exc)
                 continue
-            inside = pc.and_(pc.greater_equal(table["time"], pa.scalar(self.start, pa.timestamp("us", tz="UTC"))),
-                             pc.less(table["time"], pa.scalar(self.end, pa.timestamp("us", tz="UTC"))))
-            chunks.extend(table[name].filter(inside).chunks)
+            chunks.extend(table[name].filter(self._inside(table)).chunks)
         if not seen:
             return None
         return pa.chunked_array(chunks) if chunks else pa.chunked_array([], type=pa.float64())
+
+    def matching(self, columns: list[str], ids: set[str]) -> pa.Table:
+        """The rows of the window whose prediction id is in ``ids``, with ``columns``: small
+        however large the window, since labels cover few predictions."""
+        wanted = pa.array(sorted(ids), pa.string())
+        tables: list[pa.Table] = []
+        for path in list(self.files):
+            try:
+                parquet = pq.ParquetFile(path)
+                present = [c for c in columns if c in parquet.schema_arrow.names]
+                table = parquet.read(columns=sorted({"time", "prediction_id", *present}))
+            except (OSError, pa.ArrowInvalid) as exc:
+                self._skip(path, exc)
+                continue
+            keep = pc.and_(self._inside(table), pc.is_in(table["prediction_id"], value_set=wanted))
+            tables.append(table.filter(keep).select(["prediction_id", "time", *present]))
+        tables = [t for t in tables if t.num_rows]
+        return pa.concat_tables(tables, promote_options="permissive") if tables else pa.table(
+            {"prediction_id": pa.array([], pa.string()), "time": pa.array([], pa.timestamp("us", tz="UTC"))})
+
+    def _inside(self, table: pa.Table) -> pa.ChunkedArray:
+        return pc.and_(pc.greater_equal(table["time"], pa.scalar(self.start, pa.timestamp("us", tz="UTC"))),
+                       pc.less(table["time"], pa.scalar(self.end, pa.timestamp("us", tz="UTC"))))
+
+    def _skip(self, path: Path, exc: Exception) -> None:
+        self.files.remove(path)
+        self.problems.append(f"{path.name}: unreadable, skipped ({str(exc).splitlines()[0][:200]})")
 
     def numbers(self, name: str) -> np.ndarray | None:
         column = self.column(name)
@@ -71,3 +98,11 @@ class Window:
     def rows(self) -> int:
         column = self.column("time")
         return 0 if column is None else len(column)
+
+
+def _day(path: Path) -> date | None:
+    folder = path.parent.name
+    try:
+        return date.fromisoformat(folder.removeprefix("date=")) if folder.startswith("date=") else None
+    except ValueError:
+        return None

@@ -37,7 +37,7 @@ def reconcile(
     """
     columns = tuple(profile_inputs or ())
     inputs = _checked_against_data(inspection, columns) if columns else _model_inputs(inspection)
-    return models.Signature(inputs=inputs, outputs=inspection.outputs)
+    return models.Signature(inputs=inputs, outputs=inspection.outputs, classes=inspection.classes)
 
 
 def _checked_against_data(

@@ -5,10 +5,15 @@ paid on every prediction. Order of work for ``infer``: trace context, token, rat
 body size, decode and validate against the signature, choose the version (explicit, sticky
 key or the exact traffic split), micro-batched predict off the event loop, confidence and
 escalation, response, then the prediction log and metrics, which never wait on disk.
+
+Escalation is the one exception to "no disk in the request path": an escalated prediction's
+context bundle is spooled durably before the response says "escalated" (``bundle_spool``),
+off the event loop, and escalations are the rare case by design.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -26,8 +31,10 @@ from starlette.routing import Route
 from threadline import __version__
 from threadline.domain import errors
 from threadline.serving import metrics as metrics_module
+from threadline.domain import models
 from threadline.serving import tensors, tracing
 from threadline.serving.auth import TokenVerifier
+from threadline.serving.bundle_spool import BundleShipper, BundleSpool
 from threadline.serving.batching import MicroBatcher
 from threadline.serving.loading import LoadedVersion, platform_of
 from threadline.serving.predlog import PredictionLog, PredictionRecord
@@ -68,6 +75,9 @@ class ServingState:
     tracer: tracing.Tracer = field(default_factory=tracing.W3CTracer)
     max_body_bytes: int = 8 << 20
     escalate_below: float | None = None
+    escalation_queue: str | None = None
+    bundles: BundleSpool | None = None
+    shipper: BundleShipper | None = None
     ready: bool = False
 
 
@@ -177,16 +187,22 @@ def create_app(state: ServingState) -> Starlette:
         except Exception as exc:
             state.metrics.requests.labels(*labels, "error").inc()
             span.end(str(exc))
+            if not isinstance(exc, _CLIENT_ERRORS):  # the model failed: it counts against the error rate
+                _log_failure(state, loaded, span.trace_id, (time.perf_counter() - started) * 1000)
             raise
         # Prediction ids are always ours, so labels attach to exactly one prediction even when
         # clients reuse request ids; the response's "id" echoes the client's id.
         base = uuid.uuid4().hex
         request_id = decoded.id or base
         confidence = _confidence(outputs)
-        escalated = _escalated(confidence, state.escalate_below)
+        requested = decoded.parameters.get("escalate") is True
+        escalated = _escalated(confidence, state.escalate_below, decoded.rows, requested)
         ids = [base] if decoded.rows == 1 else [f"{base}-{i}" for i in range(decoded.rows)]
+        if escalated.any():
+            escalated = await _spool_bundles(state, loaded, ids, span.trace_id, decoded, outputs, confidence,
+                                             escalated, requested)
         parameters: dict[str, Any] = {"prediction_ids": ids}
-        if state.escalate_below is not None:
+        if state.escalate_below is not None or requested:
             parameters["escalated"] = escalated.tolist()
         payload = tensors.encode_response(served.name, str(loaded.version), request_id, outputs, wanted,
                                           parameters)
@@ -244,10 +260,67 @@ def _confidence(outputs: dict[str, np.ndarray]) -> np.ndarray | None:
     return probabilities.max(axis=1)
 
 
-def _escalated(confidence: np.ndarray | None, threshold: float | None) -> np.ndarray:
+def _escalated(confidence: np.ndarray | None, threshold: float | None, rows: int, requested: bool) -> np.ndarray:
+    if requested:
+        return np.ones(rows, dtype=bool)
     if confidence is None or threshold is None:
-        return np.zeros(0 if confidence is None else len(confidence), dtype=bool)
+        return np.zeros(rows, dtype=bool)
     return confidence < threshold
+
+
+_CLIENT_ERRORS = (errors.InvalidInput, errors.PayloadTooLarge, errors.NotFound, errors.Unauthorized)
+
+
+async def _spool_bundles(state: ServingState, loaded: LoadedVersion, ids: list[str], trace_id: str,
+                         decoded: tensors.Request, outputs: dict[str, np.ndarray], confidence: np.ndarray | None,
+                         escalated: np.ndarray, requested: bool) -> np.ndarray:
+    """Spool a context bundle per escalated row; rows whose bundle was not kept are not escalated."""
+    if state.bundles is None:
+        return np.zeros_like(escalated)
+    loop = asyncio.get_running_loop()
+    kept = escalated.copy()
+    for row in np.flatnonzero(escalated):
+        draft = await loop.run_in_executor(None, _draft, state, loaded, ids[row], trace_id, decoded, outputs,
+                                           confidence, int(row), requested)
+        if not await loop.run_in_executor(None, state.bundles.put, ids[row], draft):
+            kept[row] = False
+            state.metrics.bundles_refused.inc()
+    if kept.any() and state.shipper is not None:
+        state.shipper.nudge()
+    return kept
+
+
+def _draft(state: ServingState, loaded: LoadedVersion, prediction_id: str, trace_id: str, decoded: tensors.Request,
+           outputs: dict[str, np.ndarray], confidence: np.ndarray | None, row: int,
+           requested: bool) -> dict[str, Any]:
+    """A bundle as the serving process knows it; the control plane completes and signs it.
+
+    The decision chain is computed for the one row, alone, because a replay runs it alone: a
+    batch of another size may round differently in the last bit.
+    """
+    inputs = {name: value[row:row + 1] for name, value in decoded.tensors.items()}
+    score = None if confidence is None else float(confidence[row])
+    reason = "requested by the client (parameters.escalate)" if requested else \
+        f"confidence {score:.4f} below {state.escalate_below:g}"
+    return {
+        "id": prediction_id, "created": datetime.now(timezone.utc).isoformat(), "deployment": state.deployment,
+        "queue": state.escalation_queue, "reason": reason, "trace_id": trace_id, "model": loaded.model,
+        "version": loaded.version, "artifact_digest": loaded.digest, "artifact_format": loaded.artifact_format,
+        "signature": models.signature_to_json(loaded.signature), "lineage": loaded.lineage,
+        "request": {"id": decoded.id, "parameters": decoded.parameters, "rows": decoded.rows, "row": row,
+                    "outputs": list(decoded.requested_outputs) if decoded.requested_outputs else None},
+        "inputs": {name: value[0].tolist() for name, value in inputs.items()},
+        "steps": loaded.predictor.chain(inputs)[0],
+        "outputs": {name: value[row].tolist() for name, value in outputs.items()},
+        "confidence": score,
+    }
+
+
+def _log_failure(state: ServingState, loaded: LoadedVersion, trace_id: str, latency_ms: float) -> None:
+    state.predictions.record(PredictionRecord(
+        prediction_id=uuid.uuid4().hex, trace_id=trace_id, time=datetime.now(timezone.utc),
+        deployment=state.deployment, model=loaded.model, version=loaded.version, inputs={}, outputs={},
+        confidence=None, latency_ms=latency_ms, escalated=False, status="error"))
 
 
 def _log_rows(state: ServingState, loaded: LoadedVersion, ids: list[str], trace_id: str,

@@ -8,7 +8,7 @@ load, so a corrupted cache or a tampered download never reaches the model loader
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from threadline import files
@@ -43,6 +43,8 @@ class LoadedVersion:
     predictor: predictors.Predictor
     load_seconds: float
     flavor: str
+    artifact_format: str = ""
+    lineage: dict[str, object] = field(default_factory=dict)  # the registry's lineage, for context bundles
 
 
 def load_version(client: Client, ref: ModelRef, cache: Path, workdir: Path) -> LoadedVersion:
@@ -58,7 +60,8 @@ def load_version(client: Client, ref: ModelRef, cache: Path, workdir: Path) -> L
         path=path, artifact_format=models.ArtifactFormat(info["artifact_format"]),
         trusted=bool(info["trusted"]), signature=signature, label=f"{ref.name}@{info['version']}"), workdir)
     return LoadedVersion(ref.name, int(info["version"]), digest, signature, predictor,
-                         time.perf_counter() - started, str(info["flavor"]))
+                         time.perf_counter() - started, str(info["flavor"]), str(info["artifact_format"]),
+                         dict(info.get("lineage") or {}))
 
 
 def _verify(path: Path, digest: str) -> None:

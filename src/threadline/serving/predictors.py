@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from threadline.artifacts import archive
+from threadline.bundles import chain as decision
 from threadline.domain import errors
 from threadline.domain.models import ArtifactFormat, Signature
 
@@ -35,6 +36,10 @@ class Predictor(Protocol):
 
     def predict(self, inputs: Mapping[str, np.ndarray]) -> Tensors:
         """Run the model on a batch; every output has the batch's first dimension."""
+
+    def chain(self, inputs: Mapping[str, np.ndarray]) -> list[list[decision.Step]]:
+        """The decision chain of each row of a batch (see ``bundles.chain``), for the context
+        bundle of a prediction escalated to a reviewer."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,9 @@ class SklearnPredictor:
     def predict(self, inputs: Mapping[str, np.ndarray]) -> Tensors:
         return self._predict(self._features(inputs))
 
+    def chain(self, inputs: Mapping[str, np.ndarray]) -> list[list[decision.Step]]:
+        return decision.decision_chain(self._estimator, self._features(inputs))
+
     def _features(self, inputs: Mapping[str, np.ndarray]) -> Any:
         if len(self._names) == 1 and inputs[self._names[0]].ndim == 2:
             return inputs[self._names[0]]
@@ -169,7 +177,7 @@ def _needs_frame(estimator: Any) -> bool:
 
 def _forget_feature_names(estimator: Any) -> None:
     for step in _steps(estimator):
-        if hasattr(step, "feature_names_in_"):
+        if "feature_names_in_" in vars(step):  # Pipeline's is a read-only property over its first step
             del step.feature_names_in_
 
 
@@ -188,3 +196,11 @@ class OnnxPredictor:
         feeds = {name: inputs[name] for name in self._inputs}
         results = self._session.run(self._outputs, feeds)
         return {name: np.asarray(value) for name, value in zip(self._outputs, results)}
+
+    def chain(self, inputs: Mapping[str, np.ndarray]) -> list[list[decision.Step]]:
+        """One step per row: an ONNX graph is opaque, so its outputs are the whole chain."""
+        feeds = {name: inputs[name] for name in self._inputs}
+        # Split the raw results: a ZipMap output is a list of {class: probability} per row.
+        per_output = [decision.rows(value) for value in self._session.run(self._outputs, feeds)]
+        return [[{"step": "model", "kind": "predict", "output": dict(zip(self._outputs, row))}]
+                for row in zip(*per_output)]

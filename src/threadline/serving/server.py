@@ -24,6 +24,7 @@ from threadline.serving import app as app_module
 from threadline.serving import tracing
 from threadline.serving.auth import ControlPlaneTokens, TokenFile, TokenVerifier
 from threadline.serving.batching import BatchPolicy, MicroBatcher
+from threadline.serving.bundle_spool import BundleShipper, BundleSpool
 from threadline.serving.loading import ModelRef, load_version
 from threadline.serving.metrics import ServingMetrics
 from threadline.serving.predlog import PredictionLog
@@ -54,6 +55,7 @@ class ServeConfig:
     rate_burst: int = 100
     max_body_bytes: int = 8 << 20
     escalate_below: float | None = None
+    escalation_queue: str | None = None
     flush_interval: float = 0.25  # short flushes keep each one brief: p99 follows their size
     otlp_endpoint: str | None = None
 
@@ -66,6 +68,7 @@ class DeploymentServing:
     models: list[str]
     batching: tuple[int, float, float, int]  # max rows, max wait ms, rate limit, rate burst
     escalate_below: float | None
+    escalation_queue: str | None
 
 
 def from_deployment(deployments: list[spec_module.ModelDeployment], source: Path) -> DeploymentServing:
@@ -78,7 +81,8 @@ def from_deployment(deployments: list[spec_module.ModelDeployment], source: Path
     return DeploymentServing(
         name=document.metadata.name, models=[f"{spec.model}@{ref}"],
         batching=(serving.max_batch_rows, serving.max_wait_ms, serving.rate_limit, serving.rate_burst),
-        escalate_below=spec.escalation.confidence_below if spec.escalation else None)
+        escalate_below=spec.escalation.confidence_below if spec.escalation else None,
+        escalation_queue=spec.escalation.queue if spec.escalation else None)
 
 
 def build_state(config: ServeConfig, progress: Callable[[str], None] = lambda _m: None) -> app_module.ServingState:
@@ -111,6 +115,8 @@ def build_state(config: ServeConfig, progress: Callable[[str], None] = lambda _m
     predictions = PredictionLog(Path(config.log_dir) if config.log_dir else home / "predictions",
                                 flush_interval=config.flush_interval,
                                 on_flush=metrics.logged.inc, on_drop=metrics.dropped.inc)
+    spool = BundleSpool(home / "bundle-spool" / deployment)
+    shipper = BundleShipper(spool, config.control_plane, config.token, on_shipped=metrics.bundles_shipped.inc)
     # Everything loaded so far lives as long as the process: keep the garbage collector from
     # re-scanning it on every full collection (long pauses with large models).
     gc.collect()
@@ -119,7 +125,8 @@ def build_state(config: ServeConfig, progress: Callable[[str], None] = lambda _m
         deployment=deployment, models=served, tokens=_tokens(config),
         limiter=RateLimiter(config.rate_limit, config.rate_burst), predictions=predictions, metrics=metrics,
         tracer=tracing.tracer(config.otlp_endpoint, f"threadline-serve-{deployment}"),
-        max_body_bytes=config.max_body_bytes, escalate_below=config.escalate_below, ready=True)
+        max_body_bytes=config.max_body_bytes, escalate_below=config.escalate_below,
+        escalation_queue=config.escalation_queue, bundles=spool, shipper=shipper, ready=True)
 
 
 def _observer(metrics: ServingMetrics, labels: tuple[str, str]) -> Callable[[int, int], None]:
@@ -143,6 +150,8 @@ def create_app(state: app_module.ServingState) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if state.shipper is not None:
+            state.shipper.start()  # here, not in build_state: each --workers process ships from its own thread
         try:
             yield
         finally:
@@ -153,6 +162,8 @@ def create_app(state: app_module.ServingState) -> Starlette:
             if state.tokens is not None:
                 await state.tokens.close()
             state.predictions.close()  # flushes every buffered record
+            if state.shipper is not None:
+                state.shipper.close()  # one last attempt; what is left stays spooled for the next start
             state.tracer.shutdown()  # and every span still queued
             log.info("prediction log closed: %d logged, %d dropped", state.predictions.logged,
                      state.predictions.dropped)

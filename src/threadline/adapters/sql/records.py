@@ -117,3 +117,41 @@ def history(row: sa.Row[Any]) -> models.HistoryRecord:
     return models.HistoryRecord(
         name=row.name, environment=row.environment, commit=row.commit, action=row.action, outcome=row.outcome,
         workload=row.workload, reason=row.reason, evidence=row.evidence, time=utc(row.time), id=row.id)
+
+
+def feedback(row: sa.Row[Any]) -> models.Feedback:
+    return models.Feedback(deployment=row.deployment, prediction_id=row.prediction_id,
+                           prediction_time=utc(row.prediction_time), label=row.label, source=row.source,
+                           actor=row.actor, time=utc(row.time))
+
+
+def bundle(row: sa.Row[Any]) -> models.BundleRecord:
+    return models.BundleRecord(
+        id=row.id, deployment=row.deployment, queue=row.queue, model=row.model, version=row.version,
+        created=utc(row.created), reason=row.reason, digest=row.digest, key_id=row.key_id,
+        signature=row.signature, body=row.body, origin=row.origin, received_at=utc(row.received_at))
+
+
+def review_task(row: sa.Row[Any]) -> models.ReviewTask:
+    return models.ReviewTask(
+        bundle_id=row.bundle_id, queue=row.queue, status=row.status, assignee=row.assignee,
+        claimed_at=utc_or_none(row.claimed_at), decision=row.decision, label=row.label, comment=row.comment,
+        resolved_by=row.resolved_by, resolved_at=utc_or_none(row.resolved_at), created_at=utc(row.created_at))
+
+
+def monitor_state(row: sa.Row[Any]) -> models.MonitorState:
+    return models.MonitorState(deployment=row.deployment, environment=row.environment, rule=row.rule,
+                               status=row.status, since=utc_or_none(row.since), consecutive=row.consecutive,
+                               last_window_end=utc_or_none(row.last_window_end))
+
+
+def monitor_event(row: sa.Row[Any]) -> models.MonitorEvent:
+    return models.MonitorEvent(
+        deployment=row.deployment, environment=row.environment, rule=row.rule, event=row.event,
+        severity=row.severity, window_start=utc(row.window_start), window_end=utc(row.window_end),
+        details=row.details, time=utc(row.time), id=row.id)
+
+
+def trusted_key(row: sa.Row[Any]) -> models.TrustedKey:
+    return models.TrustedKey(key_id=row.key_id, name=row.name, public_pem=row.public_pem, added_by=row.added_by,
+                             added_at=utc(row.added_at))

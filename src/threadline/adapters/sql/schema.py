@@ -178,6 +178,8 @@ webhook_outbox = sa.Table(
     sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("url", sa.Text, nullable=True),  # one receiver (an alert route); null: the configured ones
+    sa.Column("idempotency_key", sa.String(64), nullable=True),
 )
 
 # GitOps: each deployment's condition and the agent's memory of it, one row per (name, env).
@@ -217,4 +219,103 @@ gitops_sources = sa.Table(
     sa.Column("source", sa.String(512), primary_key=True),
     sa.Column("commit", sa.String(64), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Ground-truth labels attached to logged predictions. ``prediction_time`` is copied from the
+# log so that a window's labels are found without scanning the log for every label.
+feedback = sa.Table(
+    "feedback", metadata,
+    sa.Column("deployment", sa.String(63), primary_key=True),
+    sa.Column("prediction_id", sa.String(64), primary_key=True),
+    sa.Column("prediction_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("label", sa.JSON, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(63), nullable=False),
+    sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_feedback_window", "deployment", "prediction_time"),
+)
+
+# Signed context bundles, immutable once stored; ``body`` is the canonical JSON that was signed.
+bundles = sa.Table(
+    "bundles", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("deployment", sa.String(63), nullable=False),
+    sa.Column("queue", sa.String(63), nullable=True),
+    sa.Column("model", sa.String(63), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("signature", sa.String(256), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("origin", sa.String(16), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_bundles_deployment", "deployment", "created"),
+)
+
+# The human side of a bundle: one review task per bundle that names a queue.
+review_tasks = sa.Table(
+    "review_tasks", metadata,
+    sa.Column("bundle_id", sa.String(64), sa.ForeignKey("bundles.id"), primary_key=True),
+    sa.Column("queue", sa.String(63), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("assignee", sa.String(63), nullable=True),
+    sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("decision", sa.String(16), nullable=True),
+    sa.Column("label", sa.JSON, nullable=True),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Column("resolved_by", sa.String(63), nullable=True),
+    sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_review_tasks_queue", "queue", "status", "created_at"),
+)
+
+# Alert rules' memory between evaluations: status and the count of consecutive breaching windows.
+monitor_state = sa.Table(
+    "monitor_state", metadata,
+    sa.Column("deployment", sa.String(63), primary_key=True),
+    sa.Column("environment", sa.String(63), primary_key=True),
+    sa.Column("rule", sa.String(32), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("since", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("consecutive", sa.Integer, nullable=False),
+    sa.Column("last_window_end", sa.DateTime(timezone=True), nullable=True),
+)
+
+# Every firing and resolution of an alert (the event log route), and every retraining call.
+monitor_events = sa.Table(
+    "monitor_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("deployment", sa.String(63), nullable=False),
+    sa.Column("environment", sa.String(63), nullable=False),
+    sa.Column("rule", sa.String(32), nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("window_start", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("window_end", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_monitor_events_deployment", "deployment", "environment", "id"),
+)
+
+# Computed window summaries (drift, service levels, quality), so dashboards do not recompute.
+window_profiles = sa.Table(
+    "window_profiles", metadata,
+    sa.Column("deployment", sa.String(63), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("start", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("end", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Public keys whose bundles this installation accepts on import (its own key always counts).
+trusted_keys = sa.Table(
+    "trusted_keys", metadata,
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(63), nullable=False),
+    sa.Column("public_pem", sa.Text, nullable=False),
+    sa.Column("added_by", sa.String(63), nullable=False),
+    sa.Column("added_at", sa.DateTime(timezone=True), nullable=False),
 )

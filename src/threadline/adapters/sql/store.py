@@ -236,8 +236,71 @@ class SqlReadTransaction:
         stmt = (sa.select(t.webhook_outbox).where(t.webhook_outbox.c.delivered_at.is_(None),
                                                   t.webhook_outbox.c.next_attempt_at <= now)
                 .order_by(t.webhook_outbox.c.id).limit(limit))
-        return [models.WebhookMessage(id=row.id, event=row.event, payload=row.payload, attempts=row.attempts)
+        return [models.WebhookMessage(id=row.id, event=row.event, payload=row.payload, attempts=row.attempts,
+                                      url=row.url, idempotency_key=row.idempotency_key)
                 for row in self._c.execute(stmt)]
+
+    def feedback(self, deployment: str, start: datetime, end: datetime) -> list[models.Feedback]:
+        c = t.feedback.c
+        stmt = sa.select(t.feedback).where(c.deployment == deployment, c.prediction_time >= start,
+                                           c.prediction_time < end)
+        return [records.feedback(row) for row in self._c.execute(stmt)]
+
+    def get_bundle(self, bundle_id: str) -> models.BundleRecord:
+        row = self._c.execute(sa.select(t.bundles).where(t.bundles.c.id == bundle_id)).first()
+        if row is None:
+            raise errors.NotFound(f"no context bundle {bundle_id!r}")
+        return records.bundle(row)
+
+    def review_tasks(self, *, queue: str | None, status: str | None, limit: int) -> list[models.ReviewTask]:
+        c = t.review_tasks.c
+        stmt = sa.select(t.review_tasks).order_by(c.created_at, c.bundle_id).limit(limit)
+        if queue is not None:
+            stmt = stmt.where(c.queue == queue)
+        if status is not None:
+            stmt = stmt.where(c.status == status)
+        return [records.review_task(row) for row in self._c.execute(stmt)]
+
+    def count_review_tasks(self, *, queue: str | None, status: str | None) -> int:
+        c = t.review_tasks.c
+        stmt = sa.select(sa.func.count()).select_from(t.review_tasks)
+        if queue is not None:
+            stmt = stmt.where(c.queue == queue)
+        if status is not None:
+            stmt = stmt.where(c.status == status)
+        return int(self._c.execute(stmt).scalar_one())
+
+    def get_review_task(self, bundle_id: str) -> models.ReviewTask:
+        row = self._c.execute(sa.select(t.review_tasks).where(t.review_tasks.c.bundle_id == bundle_id)).first()
+        if row is None:
+            raise errors.NotFound(f"no review task for bundle {bundle_id!r}")
+        return records.review_task(row)
+
+    def monitor_states(self, deployment: str, environment: str) -> list[models.MonitorState]:
+        c = t.monitor_state.c
+        stmt = sa.select(t.monitor_state).where(c.deployment == deployment, c.environment == environment)
+        return [records.monitor_state(row) for row in self._c.execute(stmt)]
+
+    def monitor_events(self, *, deployment: str | None, environment: str | None, event: str | None = None,
+                       limit: int) -> list[models.MonitorEvent]:
+        """Newest first."""
+        c = t.monitor_events.c
+        stmt = sa.select(t.monitor_events).order_by(c.id.desc()).limit(limit)
+        for column, value in ((c.deployment, deployment), (c.environment, environment), (c.event, event)):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        return [records.monitor_event(row) for row in self._c.execute(stmt)]
+
+    def window_profile(self, deployment: str, kind: str, start: datetime,
+                       end: datetime) -> Mapping[str, Any] | None:
+        c = t.window_profiles.c
+        row = self._c.execute(sa.select(c.body).where(c.deployment == deployment, c.kind == kind, c.start == start,
+                                                      c.end == end)).first()
+        return None if row is None else row.body
+
+    def trusted_keys(self) -> list[models.TrustedKey]:
+        return [records.trusted_key(row) for row in
+                self._c.execute(sa.select(t.trusted_keys).order_by(t.trusted_keys.c.name))]
 
 
 def _audit_filters(actor: str | None, action: str | None, object_prefix: str | None) -> list[Any]:
@@ -402,9 +465,73 @@ class SqlWriteTransaction(SqlReadTransaction):
         if self._c.execute(t.gitops_sources.update().where(key).values(commit=commit, updated_at=time)).rowcount == 0:
             self._c.execute(t.gitops_sources.insert().values(source=source, commit=commit, updated_at=time))
 
-    def enqueue_webhook(self, event: str, payload: str, *, time: datetime) -> None:
+    def enqueue_webhook(self, event: str, payload: str, *, time: datetime, url: str | None = None,
+                        idempotency_key: str | None = None) -> None:
         self._c.execute(t.webhook_outbox.insert().values(event=event, payload=payload, created_at=time,
-                                                         attempts=0, next_attempt_at=time))
+                                                         attempts=0, next_attempt_at=time, url=url,
+                                                         idempotency_key=idempotency_key))
+
+    def put_feedback(self, item: models.Feedback) -> None:
+        c = t.feedback.c
+        values = {"prediction_time": item.prediction_time, "label": item.label, "source": item.source,
+                  "actor": item.actor, "time": item.time}
+        key = (c.deployment == item.deployment) & (c.prediction_id == item.prediction_id)
+        if self._c.execute(t.feedback.update().where(key).values(**values)).rowcount == 0:
+            self._c.execute(t.feedback.insert().values(deployment=item.deployment, prediction_id=item.prediction_id,
+                                                       **values))
+
+    def add_bundle(self, record: models.BundleRecord) -> bool:
+        """Store a bundle; False when one with this id exists already (same digest: a retried upload)."""
+        existing = self._c.execute(sa.select(t.bundles.c.digest).where(t.bundles.c.id == record.id)).first()
+        if existing is not None:
+            if existing.digest != record.digest:
+                raise errors.Conflict(f"a different bundle {record.id!r} is stored already")
+            return False
+        self._c.execute(t.bundles.insert().values(**dataclasses.asdict(record)))
+        return True
+
+    def put_review_task(self, task: models.ReviewTask) -> None:
+        values = dataclasses.asdict(task)
+        key = t.review_tasks.c.bundle_id == values.pop("bundle_id")
+        if self._c.execute(t.review_tasks.update().where(key).values(**values)).rowcount == 0:
+            self._c.execute(t.review_tasks.insert().values(bundle_id=task.bundle_id, **values))
+
+    def put_monitor_state(self, state: models.MonitorState) -> None:
+        c = t.monitor_state.c
+        key = (c.deployment == state.deployment) & (c.environment == state.environment) & (c.rule == state.rule)
+        values = {"status": state.status, "since": state.since, "consecutive": state.consecutive,
+                  "last_window_end": state.last_window_end}
+        if self._c.execute(t.monitor_state.update().where(key).values(**values)).rowcount == 0:
+            self._c.execute(t.monitor_state.insert().values(deployment=state.deployment,
+                                                            environment=state.environment, rule=state.rule,
+                                                            **values))
+
+    def add_monitor_event(self, event: models.MonitorEvent) -> None:
+        values = dataclasses.asdict(event)
+        values.pop("id")
+        values["details"] = dict(event.details)
+        self._c.execute(t.monitor_events.insert().values(**values))
+
+    def put_window_profile(self, deployment: str, kind: str, start: datetime, end: datetime,
+                           body: Mapping[str, Any], *, time: datetime) -> None:
+        c = t.window_profiles.c
+        key = (c.deployment == deployment) & (c.kind == kind) & (c.start == start) & (c.end == end)
+        if self._c.execute(t.window_profiles.update().where(key).values(body=dict(body),
+                                                                         computed_at=time)).rowcount == 0:
+            self._c.execute(t.window_profiles.insert().values(deployment=deployment, kind=kind, start=start,
+                                                              end=end, body=dict(body), computed_at=time))
+
+    def forget_window_profiles(self, deployment: str, kind: str, first: datetime, last: datetime) -> None:
+        """Drop the kept profiles of every window that overlaps [first, last]."""
+        c = t.window_profiles.c
+        self._c.execute(t.window_profiles.delete().where(c.deployment == deployment, c.kind == kind,
+                                                         c.start <= last, c.end > first))
+
+    def add_trusted_key(self, key: models.TrustedKey) -> None:
+        if self._c.execute(sa.select(t.trusted_keys.c.key_id)
+                           .where(t.trusted_keys.c.key_id == key.key_id)).first() is not None:
+            raise errors.Conflict(f"key {key.key_id} is trusted already")
+        self._c.execute(t.trusted_keys.insert().values(**dataclasses.asdict(key)))
 
     def webhook_attempted(self, message_id: int, *, attempts: int, delivered_at: datetime | None,
                           next_attempt_at: datetime, error: str | None) -> None:

@@ -1,0 +1,1 @@
+"""Context bundles in the control plane and the human review queue."""
