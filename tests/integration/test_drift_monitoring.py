@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
@@ -110,3 +111,33 @@ def test_a_corrupted_log_file_is_skipped_and_reported(sqlite_plane: ControlPlane
     assert result["rows"] == 200
     assert any("part-broken-1.parquet: unreadable, skipped" in p for p in result["problems"])
     (folder / "part-broken-1.parquet").unlink()
+
+
+def test_the_html_report_has_a_histogram_per_feature_and_loads_nothing(sqlite_plane: ControlPlane,
+                                                                        endpoint: str) -> None:
+    admin = Client(sqlite_plane.url, sqlite_plane.token)
+    before = moment()
+    send(endpoint, sqlite_plane.token, frame(300, seed=5, shift={"f2": 2.0}))
+    after = moment()
+    time.sleep(1.0)
+    page = admin.drift_report("scorer-live", start=before.isoformat(), end=after.isoformat())
+    assert page.count("<svg") == len(FEATURES) and "f2" in page
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    data = admin.drift("scorer-live", start=before.isoformat(), end=after.isoformat())
+    assert data["histograms"] == {}  # only on request
+
+
+def test_labels_from_a_csv_file_through_the_cli(sqlite_plane: ControlPlane, endpoint: str, tmp_path: Path) -> None:
+    body = {"inputs": [{"name": c, "datatype": "FP64", "shape": [2], "data": [0.5, -0.5]} for c in FEATURES]}
+    answer = httpx.post(endpoint + "/v2/models/scorer/infer", json=body, timeout=10,
+                        headers={"Authorization": f"Bearer {sqlite_plane.token}"}).json()
+    ids = answer["parameters"]["prediction_ids"]
+    time.sleep(1.0)
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"prediction_id,label\n{ids[0]},True\n{ids[1]},False\nnot-logged,True\n")
+    done = sqlite_plane.cli("feedback", "scorer-live", str(labels), check=True)
+    assert "2 labels kept, 1 unknown prediction ids, 0 refused" in done.stdout
+    broken = tmp_path / "broken.csv"
+    broken.write_text("id,truth\nx,1\n")
+    refused = sqlite_plane.cli("feedback", "scorer-live", str(broken))
+    assert refused.returncode == 1 and "broken.csv:1: the CSV header must name prediction_id and label" in refused.stderr
