@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -316,3 +317,17 @@ def test_constants_agree() -> None:
     every = set(drift.METHODS["numeric"]) | set(drift.METHODS["categorical"])
     assert every == set(drift.DEFAULT_THRESHOLDS)
     assert drift.P_VALUE_METHODS <= every
+
+
+def test_a_kept_drift_result_reads_back_equal() -> None:
+    from datetime import datetime, timezone
+
+    from threadline.monitoring import service
+
+    rng = np.random.default_rng(0)
+    features = [drift.numeric(rng.normal(size=200), rng.normal(size=100), feature="a"),
+                drift.categorical({"x": 5, "y": 5}, {"x": 9, "y": 1}, feature="b")]
+    result = service.DriftResult("d", "m", 1, datetime(2026, 1, 1, tzinfo=timezone.utc),
+                                 datetime(2026, 1, 1, 1, tzinfo=timezone.utc), 100, drift.dataset(features), ("p",))
+    kept = orjson.loads(orjson.dumps(service._drift_to_json(result)))
+    assert service._drift_from_json(kept) == result

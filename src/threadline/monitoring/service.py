@@ -9,6 +9,7 @@ Reading the log is a sensitive read: it is audited.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 from collections import Counter
 from dataclasses import dataclass
@@ -165,7 +166,27 @@ class Monitoring:
 
     def drift_of(self, deployment: str, start: datetime, end: datetime, settings: deployment_spec.Drift, *,
                  histograms: bool = False) -> DriftResult:
-        """The computation behind ``drift``, for the alert rules (the control plane's own reads)."""
+        """The computation behind ``drift``, for the alert rules (the control plane's own reads).
+
+        A settled window's result is kept (per method and threshold), so the alert rules and the
+        dashboards compute each window once; histograms are always computed fresh.
+        """
+        chosen = f"{settings.method}:{settings.threshold}".encode()
+        kind = "drift-" + hashlib.sha256(chosen).hexdigest()[:10]  # one kept result per method and threshold
+        settled = end + SETTLED <= self._clock.now() and not histograms
+        if settled:
+            with self._store.reading() as tx:
+                kept = tx.window_profile(deployment, kind, start, end)
+            if kept is not None:
+                return _drift_from_json(kept)
+        result = self._compute_drift(deployment, start, end, settings, histograms)
+        if settled:
+            with self._store.writing() as tx:
+                tx.put_window_profile(deployment, kind, start, end, _drift_to_json(result), time=self._clock.now())
+        return result
+
+    def _compute_drift(self, deployment: str, start: datetime, end: datetime, settings: deployment_spec.Drift,
+                       histograms: bool) -> DriftResult:
         window = Window.of(self._log_root, deployment, start, end)
         served = window.column("version")
         models = window.column("model")
@@ -240,6 +261,22 @@ class Monitoring:
         if charts is not None:
             charts[name] = histogram_module.categorical(reference, folded, feature=name)
         return drift.categorical(reference, folded, method=method, threshold=threshold, feature=name)
+
+
+def _drift_to_json(result: DriftResult) -> dict[str, Any]:
+    data = dataclasses.asdict(result)
+    data.pop("histograms")
+    data["start"], data["end"] = result.start.isoformat(), result.end.isoformat()
+    return data
+
+
+def _drift_from_json(data: Mapping[str, Any]) -> DriftResult:
+    dataset = dict(data["dataset"])
+    dataset["features"] = tuple(drift.FeatureDrift(**feature) for feature in dataset["features"])
+    dataset["no_data"] = tuple(dataset["no_data"])
+    return DriftResult(data["deployment"], data["model"], data["version"], datetime.fromisoformat(data["start"]),
+                       datetime.fromisoformat(data["end"]), data["rows"], drift.DatasetDrift(**dataset),
+                       tuple(data["problems"]))
 
 
 def aligned(start: datetime, end: datetime, width: timedelta, *,
