@@ -23,6 +23,8 @@ from threadline.gitops.agent import Agent, AgentLoop
 from threadline.governance.reports import Reports, Retention
 from threadline.governance.service import Governance
 from threadline.identity.mfa import Mfa
+from threadline.capacity.loop import CapacityLoop
+from threadline.capacity.sampling import Sampler
 from threadline.monitoring.alerting import AlertEvaluator, MonitorLoop
 from threadline.monitoring.feedback import Feedback
 from threadline.monitoring.service import Monitoring
@@ -50,6 +52,7 @@ class Services:
     reviews: Reviews
     gitops: AgentLoop | None = None  # set by `threadline up` when a repository is configured
     monitor: MonitorLoop | None = None  # set by `threadline up` unless THREADLINE_MONITOR_INTERVAL is 0
+    capacity: CapacityLoop | None = None  # set by `threadline up` for the local runtime's deployments
 
     def close(self) -> None:
         self.webhooks.stop()
@@ -156,6 +159,21 @@ def alert_evaluator(services: Services) -> AlertEvaluator:
     return AlertEvaluator(services.store, services.audit, SystemClock(), services.monitoring,
                           retrain_commands=settings.retrain_commands,
                           log_root=settings.resolved_home / "predictions")
+
+
+def capacity_loop(services: Services) -> CapacityLoop | None:
+    """Utilization sampling and autoscaling of the deployments the embedded agent runs locally."""
+    from datetime import timedelta
+
+    from threadline.adapters import serving_metrics
+
+    settings = services.settings
+    if services.gitops is None or settings.gitops_runtime != "local" or settings.capacity_interval <= 0:
+        return None
+    sampler = Sampler(services.store, services.gitops.runtime,
+                      retention=timedelta(days=settings.utilization_retention_days), p99=serving_metrics.p99_ms)
+    return CapacityLoop(services.store, services.gitops.runtime, SystemClock(), sampler,
+                        interval=settings.capacity_interval)
 
 
 def monitor_loop(services: Services) -> MonitorLoop | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Protocol
 
 from threadline.domain import hashchain, models
-from threadline.gitops.model import Key, Observed, ServingSample, Workload
+from threadline.gitops.model import ReplicaReading, Key, Observed, ServingSample, Workload
 from threadline.gitops.spec import ModelDeployment
 
 
@@ -192,6 +192,12 @@ class ReadTransaction(Protocol):
 
     def trusted_keys(self) -> list[models.TrustedKey]: ...
 
+    def utilization(self, deployment: str, environment: str, start: datetime,
+                    end: datetime) -> list[models.MinuteSample]:
+        """Oldest first."""
+
+    def utilization_span(self) -> list[tuple[str, str, datetime, datetime]]: ...
+
 
 class WriteTransaction(ReadTransaction, Protocol):
     """A serialised write: one writer at a time holds the audit chain head.
@@ -254,6 +260,11 @@ class WriteTransaction(ReadTransaction, Protocol):
 
     def add_trusted_key(self, key: models.TrustedKey) -> None: ...
 
+    def put_utilization(self, deployment: str, environment: str, samples: list[models.MinuteSample]) -> None:
+        """Store rollups; a minute stored again replaces the earlier one."""
+
+    def prune_utilization(self, before: datetime) -> int: ...
+
     def put_deployment(self, record: models.DeploymentRecord) -> None: ...
 
     def delete_deployment(self, name: str, environment: str) -> None: ...
@@ -301,6 +312,12 @@ class Runtime(Protocol):
 
     def sample(self, key: Key) -> ServingSample:
         """Cumulative serving counters per revision ref, read from the replicas' metrics."""
+
+    def readings(self, key: Key) -> list[ReplicaReading]:
+        """Each live replica's CPU time, memory, GPU use and serving counters, for utilization."""
+
+    def scale(self, key: Key, replicas: int) -> None:
+        """Run ``replicas`` replicas of a deployment, within its workload's bounds (autoscaling)."""
 
     def start(self) -> None:
         """Begin supervising (restarting crashed replicas); a no-op where the platform does it."""

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
                                     description="Where approval events are POSTed (JSON list in the env).")
     webhook_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key for webhook signatures "
                                                                       "(default: generated in <home>/webhook.secret).")
+    capacity_interval: float = Field(default=10.0, ge=0, description="Seconds between utilization samples "
+                                                                     "(and autoscaling) of local deployments; 0: never.")
+    utilization_retention_days: int = Field(default=30, gt=0, description="How long per-minute utilization "
+                                                                          "is kept.")
+    price_table: Path | None = Field(default=None, description="YAML price table for cost reports (default: the "
+                                                               "built-in list prices).")
     monitor_interval: float = Field(default=60.0, ge=0, description="Seconds between evaluations of the "
                                                                     "deployments' alert rules; 0: never.")
     retrain_commands: dict[str, list[str]] = Field(

@@ -87,7 +87,7 @@ def test_db_upgrade(tmp_path: Path) -> None:
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "admin.token").write_text("unused\n")
     result = plane.cli("db", "upgrade", check=True)
-    assert "schema revision 0004" in result.stdout
+    assert "schema revision 0005" in result.stdout
     assert plane.cli("db", "upgrade", check=True).returncode == 0
 
 

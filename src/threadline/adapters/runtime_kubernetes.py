@@ -140,6 +140,14 @@ class KubernetesRuntime:
             self._delete_if_ours(kind, name, key)
         self._applied.pop(key, None)
 
+    def readings(self, key: model.Key) -> list[model.ReplicaReading]:
+        raise errors.ConfigurationError(
+            "utilization sampling is not implemented for the Kubernetes runtime yet (it needs the metrics API's "
+            "usage turned into cumulative counters); use `kubectl top` meanwhile")
+
+    def scale(self, key: model.Key, replicas: int) -> None:
+        raise errors.ConfigurationError("on Kubernetes the rendered HorizontalPodAutoscaler scales deployments")
+
     def sample(self, key: model.Key) -> model.ServingSample:
         """Cumulative request counters and latency per revision, summed over the ready pods.
 

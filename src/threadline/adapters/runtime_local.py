@@ -18,6 +18,7 @@ mid-apply leaves no orphan: the next one kills them. Linux only (/proc).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -36,6 +37,7 @@ from typing import BinaryIO, Self
 import httpx
 
 from threadline import files
+from threadline.adapters import process_usage, serving_metrics
 from threadline.adapters.serving_metrics import ServingTotals
 from threadline.domain import errors
 from threadline.gitops import model, state
@@ -87,6 +89,7 @@ class LocalRuntime:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._http = httpx.Client(trust_env=False, timeout=2.0)
+        self._gpus = process_usage.Gpus()
         self._exit_codes: dict[int, int] = {}
         self._deployments: dict[model.Key, _Deployment] = {}
         self._pending: list[_Replica] = []
@@ -145,6 +148,51 @@ class LocalRuntime:
             if response.status_code == 200:
                 totals.add(response.text)
         return totals.sample()
+
+    def readings(self, key: model.Key) -> list[model.ReplicaReading]:
+        """Each live replica's CPU time, memory, GPU use and serving counters, right now.
+
+        A replica that dies between two readings simply has no second one: its samples end.
+        """
+        with self._lock:
+            deployment = self._deployments.get(key)
+            replicas = [] if deployment is None else [r for r in deployment.replicas if self._alive(r)]
+        found = []
+        for replica in replicas:
+            usage = process_usage.cpu_and_rss(replica.pid)
+            if usage is None:
+                continue
+            try:
+                response = self._http.get(self._base(replica.port) + "/metrics", timeout=2.0,
+                                          headers={"Authorization": f"Bearer {self._token}"})
+            except httpx.TransportError:
+                continue
+            if response.status_code != 200:
+                continue
+            counters = serving_metrics.replica_counters(response.text)
+            gpu_util, gpu_memory = self._gpus.usage(replica.pid)
+            found.append(model.ReplicaReading(
+                replica=str(replica.port), cpu_seconds=usage[0], rss_bytes=usage[1], requests=counters.requests,
+                errors=counters.errors, latency_seconds=counters.latency_seconds,
+                latency_buckets=tuple(sorted(counters.buckets.items())), queue_depth=counters.queue_depth,
+                batch_rows=counters.batch_rows, batches=counters.batches, gpu_util=gpu_util,
+                gpu_memory_bytes=gpu_memory))
+        return found
+
+    def scale(self, key: model.Key, replicas: int) -> None:
+        """Run ``replicas`` replicas (within the workload's bounds) without restarting the others."""
+        with self._changing:
+            with self._lock:
+                current = self._deployments.get(key)
+                if current is None:
+                    raise errors.NotFound(f"{model.key_text(key)} is not running here")
+                if not 1 <= replicas <= max(current.workload.most_replicas, 1):
+                    raise errors.InvalidInput(f"{model.key_text(key)} may run 1 to "
+                                              f"{current.workload.most_replicas} replicas, not {replicas}")
+                scaled = dataclasses.replace(current.workload, replicas=replicas,
+                                             replicas_max=current.workload.most_replicas)
+                extra = self._rescale(current, scaled)
+            self._terminate(extra or [])
 
     # -- lifecycle ---------------------------------------------------------------------------
 

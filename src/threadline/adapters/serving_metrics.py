@@ -56,3 +56,44 @@ def _p99_ms(buckets: dict[float, float]) -> float | None:
         if buckets[bound] >= 0.99 * total:
             return bound * 1000.0
     return math.inf
+
+
+@dataclass
+class ReplicaCounters:
+    """One replica's counters summed over its model versions (for utilization and autoscaling)."""
+
+    requests: float = 0.0
+    errors: float = 0.0
+    latency_seconds: float = 0.0
+    buckets: dict[float, float] = field(default_factory=dict)
+    queue_depth: float = 0.0
+    batch_rows: float = 0.0
+    batches: float = 0.0
+
+
+def replica_counters(text: str) -> ReplicaCounters:
+    counters = ReplicaCounters()
+    for family in prometheus_parser.text_string_to_metric_families(text):
+        for sample in family.samples:
+            name, labels = sample.name, sample.labels
+            if name == "threadline_inference_requests_total":
+                counters.requests += sample.value
+                if labels.get("status") != "ok":
+                    counters.errors += sample.value
+            elif name == "threadline_inference_latency_seconds_sum":
+                counters.latency_seconds += sample.value
+            elif name == "threadline_inference_latency_seconds_bucket":
+                bound = float(labels["le"])
+                counters.buckets[bound] = counters.buckets.get(bound, 0.0) + sample.value
+            elif name == "threadline_queue_depth":
+                counters.queue_depth += sample.value
+            elif name == "threadline_batch_rows_sum":
+                counters.batch_rows += sample.value
+            elif name == "threadline_batch_rows_count":
+                counters.batches += sample.value
+    return counters
+
+
+def p99_ms(buckets: dict[float, float]) -> float | None:
+    """The p99 of a (cumulative) latency histogram, as the upper bound of its bucket, in ms."""
+    return _p99_ms(buckets)

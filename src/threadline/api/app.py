@@ -51,11 +51,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     services: Services = app.state.services
     if services.gitops is not None:
         services.gitops.start()
-    if services.monitor is not None:
-        services.monitor.start()
+    for loop in (services.monitor, services.capacity):
+        if loop is not None:
+            loop.start()
     yield
-    if services.monitor is not None:
-        await run_in_threadpool(services.monitor.stop)
+    for loop in (services.capacity, services.monitor):
+        if loop is not None:
+            await run_in_threadpool(loop.stop)
     if services.gitops is not None:
         await run_in_threadpool(services.gitops.stop, stop_workloads=services.gitops.stop_workloads_on_exit)
     with services.store.writing() as tx:

@@ -32,6 +32,7 @@ def up(host: str = typer.Option(None, help="Interface to bind (default 127.0.0.1
     services.webhooks.start()
     services.gitops = bootstrap.gitops_agent(services)
     services.monitor = bootstrap.monitor_loop(services)
+    services.capacity = bootstrap.capacity_loop(services)
     if services.gitops is not None:
         services.gitops.stop_workloads_on_exit = stop_workloads
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
+from threadline.domain import errors
+
 
 class RiskTier(str, enum.Enum):
     """EU AI Act style risk tiers; ``unacceptable`` never deploys anywhere."""
@@ -372,3 +374,34 @@ class TrustedKey:
     public_pem: str
     added_by: str
     added_at: datetime
+
+
+@dataclass(frozen=True)
+class MinuteSample:
+    """One replica's utilization over one minute (a rollup of the sampler's readings).
+
+    GPU fields are None when no GPU data exist (no GPU, or no NVML): absent, never zero.
+    """
+
+    minute: datetime          # UTC, the start of the minute
+    replica: str
+    cpu_cores: float          # average cores used in the minute
+    rss_bytes: int            # peak resident memory in the minute
+    requests: int
+    errors: int
+    p99_ms: float | None
+    queue_depth: float        # the deepest queue seen
+    batch_rows: float | None  # mean rows per model call
+    gpu_util: float | None = None
+    gpu_memory_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.minute.tzinfo is None:
+            raise errors.InvalidInput("must be a time-zone-aware (UTC) time", field="minute")
+        if not self.replica:
+            raise errors.InvalidInput("a sample needs the replica it came from", field="replica")
+        for name in ("cpu_cores", "rss_bytes", "requests", "errors", "queue_depth"):
+            if not getattr(self, name) >= 0:  # also refuses NaN
+                raise errors.InvalidInput(f"must be zero or more, not {getattr(self, name)}", field=name)
+        if self.gpu_util is not None and not 0 <= self.gpu_util <= 1:
+            raise errors.InvalidInput(f"must be between 0 and 1, not {self.gpu_util}", field="gpu_util")

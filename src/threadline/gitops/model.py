@@ -44,6 +44,11 @@ class Workload:
     canary: Revision | None = None
     canary_weight: int = 0  # percent of traffic to the canary, 0-100
     config_hash: str = ""   # of the spec fields the runtime needs (serving, resources, escalation)
+    replicas_max: int = 0   # an autoscaler may run up to this many (0: exactly ``replicas``)
+
+    @property
+    def most_replicas(self) -> int:
+        return max(self.replicas, self.replicas_max)
 
     def weights(self) -> list[tuple[Revision, int]]:
         """The traffic split: ``[(stable, 100)]`` or ``[(stable, 100 - w), (canary, w)]``."""
@@ -62,7 +67,7 @@ class Observed:
     stable: Revision | None
     canary: Revision | None
     canary_weight: int
-    replicas: int          # declared to the runtime
+    replicas: int          # running now (an autoscaler moves it between the workload's bounds)
     ready: int             # replicas answering their readiness check
     config_hash: str = ""
     endpoints: tuple[str, ...] = ()  # base URLs of the replicas (managed by the runtime)
@@ -87,6 +92,27 @@ class ServingSample:
     """Cumulative counters per revision ref at one time; windows are differences of two."""
 
     by_revision: dict[str, RevisionSample] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReplicaReading:
+    """One replica at one moment: cumulative counters (a rate is a difference of two readings).
+
+    ``gpu_util``/``gpu_memory_bytes`` are None when there is no GPU data (absent, not zero).
+    """
+
+    replica: str
+    cpu_seconds: float
+    rss_bytes: int
+    requests: float
+    errors: float
+    latency_seconds: float                   # sum of request durations (concurrency = its rate)
+    latency_buckets: tuple[tuple[float, float], ...]  # (upper bound s, cumulative count)
+    queue_depth: float
+    batch_rows: float                        # sum of rows per model call
+    batches: float                           # model calls
+    gpu_util: float | None = None
+    gpu_memory_bytes: int | None = None
 
 
 def config_hash(spec: deployment_spec.DeploymentSpec) -> str:

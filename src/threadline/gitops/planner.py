@@ -108,7 +108,7 @@ def target(desired: Desired) -> Workload:
     body = deployment.spec
     return Workload(key=deployment.key, stable=desired.revision, replicas=body.replicas.min, serving=body.serving,
                     escalate_below=body.escalation.confidence_below if body.escalation else None,
-                    config_hash=config_hash(body))
+                    config_hash=config_hash(body), replicas_max=body.replicas.max)
 
 
 # -- align and diff ---------------------------------------------------------------------------
@@ -131,8 +131,8 @@ def diff(expected: Workload, observed: Observed | None) -> tuple[str, ...]:
     if observed.canary != expected.canary or (expected.canary and observed.canary_weight != expected.canary_weight):
         found.append(f"canary {_ref(observed.canary)} at {observed.canary_weight}% instead of "
                      f"{_ref(expected.canary)} at {expected.canary_weight}%")
-    if observed.replicas != expected.replicas:
-        found.append(f"replicas {observed.replicas} instead of {expected.replicas}")
+    if not expected.replicas <= observed.replicas <= expected.most_replicas:  # within the autoscaler's bounds
+        found.append(f"replicas {observed.replicas} instead of {_bounds(expected)}")
     if observed.ready < observed.replicas:
         found.append(f"{observed.replicas - observed.ready} of {observed.replicas} replicas not ready")
     if expected.config_hash and observed.config_hash != expected.config_hash:
@@ -201,12 +201,18 @@ def assess(inp: PassInput, key: Key, desired: Desired | None, observed: Observed
         return Action(Kind.NOOP, key, status, "in sync" if status is Status.SYNCED else "health checks running")
     if desired.deployment.spec.self_heal:
         only_replicas = observed is not None and differences == (
-            f"replicas {observed.replicas} instead of {expected.replicas}",)
+            f"replicas {observed.replicas} instead of {_bounds(expected)}",)
         kind = Kind.SCALE if only_replicas else Kind.HEAL
         return Action(kind, key, Status.PROGRESSING, "restoring what Git declares (selfHeal)", workload=expected,
                       differences=differences)
     return Action(Kind.NOOP, key, Status.OUT_OF_SYNC, "differs from Git; selfHeal is off",
                   differences=differences)
+
+
+def _bounds(workload: Workload) -> str:
+    """``2``, or ``1-4`` for a workload an autoscaler may scale."""
+    most = workload.most_replicas
+    return str(workload.replicas) if most == workload.replicas else f"{workload.replicas}-{most}"
 
 
 def _git_changed(state: DeploymentState, wanted: Workload) -> bool:
@@ -229,9 +235,10 @@ def _rollout(key: Key, desired: Desired, observed: Observed | None, state: Deplo
         canary = dataclasses.replace(wanted, stable=running.stable, canary=wanted.stable, canary_weight=first)
         return Action(Kind.CANARY_START, key, Status.PROGRESSING,
                       f"canary {wanted.stable.ref} at {first}% beside {running.stable.ref}", workload=canary)
-    if running.stable == wanted.stable and running.replicas != wanted.replicas and \
-            dataclasses.replace(running, replicas=wanted.replicas, canary=None, canary_weight=0) == wanted:
-        return Action(Kind.SCALE, key, Status.PROGRESSING, f"replicas {running.replicas} -> {wanted.replicas}",
+    if running.stable == wanted.stable and dataclasses.replace(
+            running, replicas=wanted.replicas, replicas_max=wanted.replicas_max, canary=None,
+            canary_weight=0) == wanted:
+        return Action(Kind.SCALE, key, Status.PROGRESSING, f"replicas {_bounds(running)} -> {_bounds(wanted)}",
                       workload=wanted)
     return Action(Kind.UPDATE, key, Status.PROGRESSING, f"{running.stable.ref} -> {wanted.stable.ref}",
                   workload=wanted)

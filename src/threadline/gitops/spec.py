@@ -38,8 +38,16 @@ class Metadata(_Spec):
 
 
 class Replicas(_Spec):
+    """Bounds for the autoscaler (the local runtime's, or the rendered HorizontalPodAutoscaler)."""
+
     min: int = Field(1, ge=0, description="0 allows scaling to zero.")
     max: int = Field(1, ge=1)
+    target_concurrency: float = Field(4.0, gt=0, description=(
+        "Requests in flight or queued per replica the local autoscaler aims for."))
+    scale_down_stabilization: values.Duration = Field("60s", ge=0, validate_default=True, description=(
+        "Scale down only to the most replicas wanted within this span: no flapping."))
+    idle_after: values.Duration | None = Field("5m", gt=0, validate_default=True, description=(
+        "With no requests for this long, scale to min; null: never."))
 
     @model_validator(mode="after")
     def _ordered(self) -> Replicas:

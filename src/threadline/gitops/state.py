@@ -73,7 +73,8 @@ def workload_json(workload: Workload | None) -> dict[str, Any] | None:
             "serving": workload.serving.model_dump(mode="json", by_alias=True),
             "escalate_below": workload.escalate_below,
             "canary": None if workload.canary is None else dataclasses.asdict(workload.canary),
-            "canary_weight": workload.canary_weight, "config_hash": workload.config_hash}
+            "canary_weight": workload.canary_weight, "config_hash": workload.config_hash,
+            "replicas_max": workload.replicas_max}
 
 
 def workload_from_json(data: dict[str, Any] | None) -> Workload | None:
@@ -84,7 +85,8 @@ def workload_from_json(data: dict[str, Any] | None) -> Workload | None:
     return Workload(key=(data["key"][0], data["key"][1]), stable=stable, replicas=int(data["replicas"]),
                     serving=deployment_spec.Serving.model_validate(data["serving"]),
                     escalate_below=data["escalate_below"], canary=_revision(data["canary"]),
-                    canary_weight=int(data["canary_weight"]), config_hash=data["config_hash"])
+                    canary_weight=int(data["canary_weight"]), config_hash=data["config_hash"],
+                    replicas_max=int(data.get("replicas_max", 0)))
 
 
 def to_json(state: DeploymentState) -> dict[str, Any]:

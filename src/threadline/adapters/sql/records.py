@@ -155,3 +155,10 @@ def monitor_event(row: sa.Row[Any]) -> models.MonitorEvent:
 def trusted_key(row: sa.Row[Any]) -> models.TrustedKey:
     return models.TrustedKey(key_id=row.key_id, name=row.name, public_pem=row.public_pem, added_by=row.added_by,
                              added_at=utc(row.added_at))
+
+
+def minute_sample(row: sa.Row[Any]) -> models.MinuteSample:
+    return models.MinuteSample(
+        minute=utc(row.minute), replica=row.replica, cpu_cores=row.cpu_cores, rss_bytes=row.rss_bytes,
+        requests=row.requests, errors=row.errors, p99_ms=row.p99_ms, queue_depth=row.queue_depth,
+        batch_rows=row.batch_rows, gpu_util=row.gpu_util, gpu_memory_bytes=row.gpu_memory_bytes)

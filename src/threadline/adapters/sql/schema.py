@@ -319,3 +319,23 @@ trusted_keys = sa.Table(
     sa.Column("added_by", sa.String(63), nullable=False),
     sa.Column("added_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Measured utilization, rolled up per replica and minute (``capacity.sampling``); pruned after
+# the retention setting.
+utilization = sa.Table(
+    "utilization", metadata,
+    sa.Column("deployment", sa.String(63), primary_key=True),
+    sa.Column("environment", sa.String(63), primary_key=True),
+    sa.Column("replica", sa.String(63), primary_key=True),
+    sa.Column("minute", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("cpu_cores", sa.Float, nullable=False),
+    sa.Column("rss_bytes", sa.BigInteger, nullable=False),
+    sa.Column("requests", sa.Integer, nullable=False),
+    sa.Column("errors", sa.Integer, nullable=False),
+    sa.Column("p99_ms", sa.Float, nullable=True),
+    sa.Column("queue_depth", sa.Float, nullable=False),
+    sa.Column("batch_rows", sa.Float, nullable=True),
+    sa.Column("gpu_util", sa.Float, nullable=True),
+    sa.Column("gpu_memory_bytes", sa.BigInteger, nullable=True),
+    sa.Index("ix_utilization_minute", "minute"),
+)

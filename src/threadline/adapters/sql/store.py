@@ -298,6 +298,20 @@ class SqlReadTransaction:
                                                       c.end == end)).first()
         return None if row is None else row.body
 
+    def utilization(self, deployment: str, environment: str, start: datetime,
+                    end: datetime) -> list[models.MinuteSample]:
+        c = t.utilization.c
+        stmt = (sa.select(t.utilization).where(c.deployment == deployment, c.environment == environment,
+                                               c.minute >= start, c.minute < end).order_by(c.minute, c.replica))
+        return [records.minute_sample(row) for row in self._c.execute(stmt)]
+
+    def utilization_span(self) -> list[tuple[str, str, datetime, datetime]]:
+        """Per (deployment, environment): the first and last minute sampled."""
+        c = t.utilization.c
+        stmt = sa.select(c.deployment, c.environment, sa.func.min(c.minute), sa.func.max(c.minute)).group_by(
+            c.deployment, c.environment)
+        return [(row[0], row[1], records.utc(row[2]), records.utc(row[3])) for row in self._c.execute(stmt)]
+
     def trusted_keys(self) -> list[models.TrustedKey]:
         return [records.trusted_key(row) for row in
                 self._c.execute(sa.select(t.trusted_keys).order_by(t.trusted_keys.c.name))]
@@ -526,6 +540,18 @@ class SqlWriteTransaction(SqlReadTransaction):
         c = t.window_profiles.c
         self._c.execute(t.window_profiles.delete().where(c.deployment == deployment, c.kind == kind,
                                                          c.start <= last, c.end > first))
+
+    def put_utilization(self, deployment: str, environment: str, samples: list[models.MinuteSample]) -> None:
+        c = t.utilization.c
+        for sample in samples:
+            values = dataclasses.asdict(sample)
+            key = ((c.deployment == deployment) & (c.environment == environment) & (c.replica == sample.replica)
+                   & (c.minute == sample.minute))
+            self._c.execute(t.utilization.delete().where(key))
+            self._c.execute(t.utilization.insert().values(deployment=deployment, environment=environment, **values))
+
+    def prune_utilization(self, before: datetime) -> int:
+        return int(self._c.execute(t.utilization.delete().where(t.utilization.c.minute < before)).rowcount)
 
     def add_trusted_key(self, key: models.TrustedKey) -> None:
         if self._c.execute(sa.select(t.trusted_keys.c.key_id)
