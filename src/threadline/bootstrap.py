@@ -24,6 +24,7 @@ from threadline.governance.reports import Reports, Retention
 from threadline.governance.service import Governance
 from threadline.identity.mfa import Mfa
 from threadline.capacity.loop import CapacityLoop
+from threadline.capacity.service import Capacity
 from threadline.capacity.sampling import Sampler
 from threadline.monitoring.alerting import AlertEvaluator, MonitorLoop
 from threadline.monitoring.feedback import Feedback
@@ -50,6 +51,7 @@ class Services:
     monitoring: Monitoring
     feedback: Feedback
     reviews: Reviews
+    capacity_service: Capacity
     gitops: AgentLoop | None = None  # set by `threadline up` when a repository is configured
     monitor: MonitorLoop | None = None  # set by `threadline up` unless THREADLINE_MONITOR_INTERVAL is 0
     capacity: CapacityLoop | None = None  # set by `threadline up` for the local runtime's deployments
@@ -92,7 +94,8 @@ def build(settings: Settings) -> Services:
     feedback = Feedback(store, audit, clock, home / "predictions")
     return Services(settings, store, artifacts, signer, audit, registry, identity, mfa, governance, reports,
                     _webhooks(settings, store, clock), monitoring, feedback,
-                    Reviews(store, audit, clock, signer, artifacts, settings.workdir))
+                    Reviews(store, audit, clock, signer, artifacts, settings.workdir),
+                    Capacity(store, clock, settings.price_table))
 
 
 def _webhooks(settings: Settings, store: SqlMetadataStore, clock: SystemClock) -> WebhookDispatcher:

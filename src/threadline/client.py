@@ -342,6 +342,26 @@ class Client:
         body = {"labels": [{"prediction_id": pid, "label": label} for pid, label in pairs]}
         return self._call("POST", f"/api/v1/deployments/{_seg(deployment)}/feedback", json=body)
 
+    # -- capacity -----------------------------------------------------------------------
+
+    def recommendation(self, deployment: str, *, environment: str = "production",
+                       window: str = "7d") -> dict[str, Any]:
+        """Right-sizing from measured utilization: requests, replica bounds, GPU advice, evidence."""
+        return self._call("GET", f"/api/v1/capacity/{_seg(environment)}/{_seg(deployment)}/recommendation",
+                          params={"window": window})
+
+    def utilization(self, deployment: str, *, environment: str = "production",
+                    window: str = "1h") -> list[dict[str, Any]]:
+        return self._call("GET", f"/api/v1/capacity/{_seg(environment)}/{_seg(deployment)}/utilization",
+                          params={"window": window})["items"]
+
+    def cost(self, *, by: str = "deployment", since: str = "7d", spot: bool = False) -> dict[str, Any]:
+        return self._call("GET", "/api/v1/capacity/cost", params={"by": by, "since": since, "spot": spot})
+
+    def cost_csv(self, *, by: str = "deployment", since: str = "7d", spot: bool = False) -> str:
+        return str(self._call("GET", "/api/v1/capacity/cost", params={"by": by, "since": since, "spot": spot,
+                                                                      "format": "csv"}))
+
     # -- bundles and review -------------------------------------------------------------
 
     def bundle(self, bundle_id: str) -> dict[str, Any]:

@@ -40,7 +40,7 @@ def deployment(environment: str = "production", **changes: Any) -> spec.ModelDep
 def facts(**changes: Any) -> readiness.Facts:
     good = readiness.Facts(deployment=deployment(), model=MODEL, version=None, card_complete=True,
                            lineage_complete=True, audit_retention_days=2555, policy_min_retention_days=2555,
-                           tls=True, tracing=True)
+                           tls=True, tracing=True, measured_minutes=600, autoscaled=3)
     return dataclasses.replace(good, **changes)
 
 
@@ -65,23 +65,32 @@ def test_a_good_deployment_passes_every_automatic_item() -> None:
     assert not checklist.ready  # attestations still outstanding
     assert [category for category, _ in checklist.by_category()] == list(readiness.CATEGORIES)
     assert checklist.deployment == ("fraud-scorer", "production") and checklist.version == 7
-    assert readiness.ATTESTABLE == {"infrastructure.network_policy", "observability.cost_tracking"}
+    assert readiness.ATTESTABLE == {"infrastructure.network_policy"}
 
 
 def test_attested_items_count_and_make_it_ready() -> None:
     checklist = readiness.evaluate(facts(), ALL_ATTESTED)
     assert checklist.ready
-    assert checklist.counts == {"pass": len(checklist.items) - 2, "fail": 0, "needs attestation": 0,
-                                "attested": 2}
+    assert checklist.counts == {"pass": len(checklist.items) - 1, "fail": 0, "needs attestation": 0,
+                                "attested": 1}
     network = item(checklist, "infrastructure.network_policy")
     assert network.status == "attested" and network.attestation is not None
     assert "dana" in network.detail and "2025-03-01" in network.detail and "namespace ml-serving" in network.detail
 
 
 def test_the_latest_attestation_of_an_item_wins() -> None:
-    later = attest("observability.cost_tracking", "billed to risk-team", NOW + timedelta(days=1))
-    checklist = readiness.evaluate(facts(), [later, attest("observability.cost_tracking", "older")])
-    assert "billed to risk-team" in item(checklist, "observability.cost_tracking").detail
+    later = attest("infrastructure.network_policy", "default deny, reviewed", NOW + timedelta(days=1))
+    checklist = readiness.evaluate(facts(), [later, attest("infrastructure.network_policy", "older")])
+    assert "default deny, reviewed" in item(checklist, "infrastructure.network_policy").detail
+
+
+@pytest.mark.parametrize(("changes", "item_id", "expected"), [
+    ({"autoscaled": 0}, "infrastructure.autoscaling", "has not scaled this deployment in 30 days"),
+    ({"measured_minutes": 0}, "observability.cost_tracking", "no utilization measured in the last 7 days"),
+])
+def test_untested_autoscaling_and_unmeasured_cost_fail(changes: dict[str, int], item_id: str, expected: str) -> None:
+    found = item(readiness.evaluate(facts(**changes)), item_id)
+    assert found.status == "fail" and expected in found.detail
 
 
 @pytest.mark.parametrize("item_id", ["security.rate_limits", "infrastructure.replicas"])
@@ -182,10 +191,11 @@ HOSTILE = "<script>alert(1)</script> | x\ny"
 
 
 def test_renderers_escape_attestation_text_and_show_every_item() -> None:
-    checklist = readiness.evaluate(facts(), [attest("infrastructure.network_policy", HOSTILE)])
+    checklist = readiness.evaluate(facts(autoscaled=0), [attest("infrastructure.network_policy", HOSTILE)])
     page = report_render.readiness_html(checklist)
     assert "<script>" not in page and "&lt;script&gt;" in page
-    assert "NOT READY" in page and "ATTESTED" in page and "NEEDS ATTESTATION" in page
+    assert "NOT READY" in page and "ATTESTED" in page and "FAIL" in page
+    assert "NEEDS ATTESTATION" in report_render.readiness_html(readiness.evaluate(facts()))
     text = report_render.readiness_markdown(checklist)
     assert "<script>" not in text and "Ready: **NO**" in text
     for i in checklist.items:
@@ -201,4 +211,4 @@ def test_json_form_round_trips_through_orjson() -> None:
     assert orjson.loads(orjson.dumps(data)) == data
     assert data["ready"] is True and data["deployment"] == {"name": "fraud-scorer", "environment": "production"}
     attested = [i for i in data["items"] if i["status"] == "attested"]
-    assert len(attested) == 2 and attested[0]["attestation"]["actor"] == "dana"
+    assert len(attested) == 1 and attested[0]["attestation"]["actor"] == "dana"

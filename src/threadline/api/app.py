@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from threadline import __version__
 from threadline.api import (errors, limits, routes_artifacts, routes_audit, routes_gitops, routes_governance,
-                            routes_identity, routes_models, routes_monitoring, routes_review)
+                            routes_capacity, routes_identity, routes_models, routes_monitoring, routes_review)
 from threadline.api.auth import needs, permission_of
 from threadline.api.responses import JSON
 from threadline.bootstrap import Services
@@ -38,7 +38,7 @@ def create_app(services: Services) -> FastAPI:
 
 
 _ROUTES = (routes_models, routes_artifacts, routes_audit, routes_identity, routes_governance, routes_gitops,
-           routes_monitoring, routes_review)
+           routes_monitoring, routes_review, routes_capacity)
 
 
 @asynccontextmanager

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import typer
 
-from threadline.cli import (audit, db, gitops, governance, identity, models, monitoring, render, review, serve,
-                            server, spec)
+from threadline.cli import (audit, capacity, db, gitops, governance, identity, models, monitoring, render, review,
+                            serve, server, spec)
 from threadline.cli.output import fail
 from threadline.domain import errors
 
@@ -35,6 +35,8 @@ app.command("feedback")(monitoring.feedback)
 app.add_typer(monitoring.monitor, name="monitor")
 app.add_typer(review.review, name="review")
 app.add_typer(review.bundles, name="bundles")
+app.command("recommend")(capacity.recommend)
+app.command("cost")(capacity.cost)
 app.add_typer(gitops.deployments, name="deployments")
 
 

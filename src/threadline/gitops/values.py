@@ -17,8 +17,8 @@ from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, Wi
 
 from threadline.domain import errors, names
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
-_SECONDS_PER_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_SECONDS_PER_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _CPU = re.compile(r"^(?:\d+m|\d+(?:\.\d+)?)$")
 _MEMORY = re.compile(r"^\d+(?:\.\d+)?(?:Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -27,11 +27,11 @@ _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def parse_duration(value: object) -> float:
-    """``"500ms"``, ``"60s"``, ``"5m"``, ``"1h"`` -> seconds; anything else is refused."""
+    """``"500ms"``, ``"60s"``, ``"5m"``, ``"1h"``, ``"7d"`` -> seconds; anything else is refused."""
     match = _DURATION.match(value) if isinstance(value, str) else None
     if match is None:
-        raise ValueError(f"invalid duration {value!r}: use a number and a unit (ms, s, m or h), "
-                         "like 500ms, 60s, 5m or 1h")
+        raise ValueError(f"invalid duration {value!r}: use a number and a unit (ms, s, m, h or d), "
+                         "like 500ms, 60s, 5m, 1h or 7d")
     return float(match[1]) * _SECONDS_PER_UNIT[match[2]]
 
 
@@ -68,6 +68,22 @@ def _memory(value: object) -> str:
         raise ValueError(f"invalid memory {value!r}: use a Kubernetes quantity like 512Mi, 2Gi or 1G "
                          "(more than zero)")
     return text
+
+
+_MEMORY_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+                 "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def cpu_cores(quantity: str) -> float:
+    """A validated cpu quantity (``"250m"``, ``"2"``) in cores."""
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def memory_bytes(quantity: str) -> int:
+    """A validated memory quantity (``"512Mi"``, ``"1G"``) in bytes."""
+    number = re.match(r"^\d+(?:\.\d+)?", quantity)
+    assert number is not None
+    return int(float(number[0]) * _MEMORY_UNITS[quantity[number.end():]])
 
 
 def _label_key(key: str) -> str:
@@ -109,7 +125,7 @@ def _name_rule(check: Callable[..., str], noun: str | None = None) -> AfterValid
 
 Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str),
                      WithJsonSchema({"type": "string", "pattern": _DURATION.pattern,
-                                     "examples": ["500ms", "60s", "5m", "1h"]})]
+                                     "examples": ["500ms", "60s", "5m", "1h", "7d"]})]
 Cpu = Annotated[str, BeforeValidator(_cpu), WithJsonSchema(
     {"anyOf": [{"type": "string", "pattern": _CPU.pattern}, {"type": "number", "exclusiveMinimum": 0}]})]
 Memory = Annotated[str, BeforeValidator(_memory), WithJsonSchema(

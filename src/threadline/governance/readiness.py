@@ -43,6 +43,8 @@ class Facts:
     policy_min_retention_days: int
     tls: bool
     tracing: bool
+    measured_minutes: int = 0  # utilization minutes sampled in the last week
+    autoscaled: int = 0        # autoscaling events in the last 30 days
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,19 @@ def _autoscaling(f: Facts) -> _Result:
     replicas = f.deployment.spec.replicas
     if replicas.max == replicas.min:
         return PASS, f"fixed at {replicas.min} replica(s): raise spec.replicas.max to absorb load peaks"
-    return PASS, f"scales between {replicas.min} and {replicas.max} replicas"
+    if not f.autoscaled:
+        return FAIL, (f"bounds {replicas.min}-{replicas.max} are set but the autoscaler has not scaled this "
+                      "deployment in 30 days: load-test it (bench/capacity.py) so the bounds are tested")
+    return PASS, (f"scales between {replicas.min} and {replicas.max} replicas; scaled {f.autoscaled} time(s) in "
+                  "30 days")
+
+
+def _cost_tracking(f: Facts) -> _Result:
+    if not f.measured_minutes:
+        return FAIL, ("no utilization measured in the last 7 days: `threadline cost` cannot attribute this "
+                      "deployment (the local runtime samples deployments while `threadline up` runs)")
+    return PASS, (f"{f.measured_minutes} replica-minutes measured in 7 days; `threadline cost` attributes them to "
+                  f"team {f.deployment.metadata.owner}")
 
 
 def _health(f: Facts) -> _Result:
@@ -303,9 +317,7 @@ _ITEMS: tuple[_Definition, ...] = (
     _Definition("observability.metrics", "Metrics", _metrics),
     _Definition("observability.drift", "Drift detection", _drift),
     _Definition("observability.alerts", "Alert routes", _alerts),
-    _Definition("observability.cost_tracking", "Cost tracking", None, (
-        "Threadline does not know what replicas cost: attest that this deployment's usage is attributed "
-        "to its owner team")),
+    _Definition("observability.cost_tracking", "Cost tracking", _cost_tracking),
     _Definition("security.authentication", "Authentication", _authentication),
     _Definition("security.tls", "TLS in transit", _tls),
     _Definition("security.rate_limits", "Rate limits", _rate_limit),

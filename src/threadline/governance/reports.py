@@ -7,6 +7,7 @@ store once per report and records signed attestations.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from threadline import ports
 from threadline.audit.log import AuditLog
@@ -72,6 +73,11 @@ class Reports:
             except errors.NotFound:
                 version = None
             stored = tx.attestations(deployment.metadata.name, deployment.metadata.environment)
+            key = (deployment.metadata.name, deployment.metadata.environment)
+            now = self._clock.now()
+            measured = len(tx.utilization(*key, now - timedelta(days=7), now))
+            autoscaled = sum(1 for h in tx.deployment_history(*key, limit=1000)
+                             if h.action == "autoscale" and h.outcome == "applied" and now - h.time < timedelta(days=30))
         in_force = self._governance.policy().parsed
         card_complete = lineage_complete = False
         if version is not None:
@@ -84,7 +90,8 @@ class Reports:
         facts = readiness.Facts(
             deployment=deployment, model=model, version=version, card_complete=card_complete,
             lineage_complete=lineage_complete, audit_retention_days=self._retention.audit_days,
-            policy_min_retention_days=in_force.retention.audit_days, tls=self._tls, tracing=True)
+            policy_min_retention_days=in_force.retention.audit_days, tls=self._tls, tracing=True,
+            measured_minutes=measured, autoscaled=autoscaled)
         return readiness.evaluate(facts, [self._verified(deployment, a) for a in stored])
 
     def _verified(self, deployment: deployment_spec.ModelDeployment, record: models.Attestation) -> readiness.Attestation:
