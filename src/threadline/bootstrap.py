@@ -95,7 +95,7 @@ def build(settings: Settings) -> Services:
     return Services(settings, store, artifacts, signer, audit, registry, identity, mfa, governance, reports,
                     _webhooks(settings, store, clock), monitoring, feedback,
                     Reviews(store, audit, clock, signer, artifacts, settings.workdir),
-                    Capacity(store, clock, settings.price_table))
+                    Capacity(store, clock, settings.price_table, minimum_minutes=settings.capacity_minimum_minutes))
 
 
 def _webhooks(settings: Settings, store: SqlMetadataStore, clock: SystemClock) -> WebhookDispatcher:

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
                                                                      "(and autoscaling) of local deployments; 0: never.")
     utilization_retention_days: int = Field(default=30, gt=0, description="How long per-minute utilization "
                                                                           "is kept.")
+    capacity_minimum_minutes: int = Field(default=60, ge=1, description="Measured minutes a recommendation "
+                                                                         "needs at least.")
     price_table: Path | None = Field(default=None, description="YAML price table for cost reports (default: the "
                                                                "built-in list prices).")
     monitor_interval: float = Field(default=60.0, ge=0, description="Seconds between evaluations of the "

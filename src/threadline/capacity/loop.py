@@ -58,12 +58,15 @@ class CapacityLoop:
         rounds = self._sampler.take(list(specs), now)
         observed = self._runtime.observe()
         for key, document in specs.items():
-            replicas = deployment_spec.ModelDeployment.model_validate(dict(document), by_alias=True,
-                                                                       by_name=False).spec.replicas
-            running = observed.get(key)
-            if running is None or replicas.max <= max(replicas.min, 1) or key not in rounds:
-                continue
-            self._autoscale(key, replicas, running.replicas, rounds[key], now)
+            try:
+                replicas = deployment_spec.ModelDeployment.model_validate(dict(document), by_alias=True,
+                                                                           by_name=False).spec.replicas
+                running = observed.get(key)
+                if running is None or replicas.max <= max(replicas.min, 1) or key not in rounds:
+                    continue
+                self._autoscale(key, replicas, running.replicas, rounds[key], now)
+            except Exception:  # one deployment's trouble must not stop the others' autoscaling
+                log.exception("autoscaling %s/%s failed", key[1], key[0])
 
     def _autoscale(self, key: Key, replicas: deployment_spec.Replicas, current: int,
                    readings: list[tuple[float, ReplicaReading, ReplicaReading]], now: datetime) -> None:
@@ -92,6 +95,9 @@ class CapacityLoop:
         except Exception as exc:
             log.warning("autoscaling %s/%s to %d failed: %s", environment, name, decision.desired, exc)
             outcome = "failed"
+        else:
+            log.info("autoscaled %s/%s from %d to %d: %s", environment, name, current, decision.desired,
+                     decision.reason)
         with self._store.writing() as tx:
             tx.add_history(models.HistoryRecord(
                 name=name, environment=environment, commit="", action="autoscale", outcome=outcome,
@@ -99,8 +105,6 @@ class CapacityLoop:
                 evidence={"from": current, "to": decision.desired, "load": round(load, 3),
                           "target_per_replica": replicas.target_concurrency, "requests": requests},
                 time=now))
-        log.info("autoscaled %s/%s from %d to %d: %s", environment, name, current, decision.desired,
-                 decision.reason)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

@@ -73,8 +73,13 @@ class _Minute:
 
 
 def _went_backwards(before: ReplicaReading, after: ReplicaReading) -> bool:
-    return (after.cpu_seconds < before.cpu_seconds or after.requests < before.requests
-            or after.batches < before.batches)
+    """Any counter lower than before: the process restarted (even if it has outgrown the old one
+    on some counters already)."""
+    counters = ("cpu_seconds", "requests", "errors", "latency_seconds", "batch_rows", "batches")
+    if any(getattr(after, name) < getattr(before, name) for name in counters):
+        return True
+    earlier = dict(before.latency_buckets)
+    return any(count < earlier.get(bound, 0.0) for bound, count in after.latency_buckets)
 
 
 class Sampler:
@@ -101,6 +106,7 @@ class Sampler:
                 readings = self._runtime.readings(key)
             except Exception as exc:  # one deployment's trouble must not stop the others' sampling
                 log.warning("sampling %s/%s failed: %s", key[1], key[0], exc)
+                seen.update(slot for slot in self._last if slot[0] == key)  # keep the baselines for next time
                 continue
             for reading in readings:
                 slot = (key, reading.replica)
@@ -124,8 +130,13 @@ class Sampler:
         done = [slot for slot in self._open if slot[2] < before]
         by_deployment: dict[Key, list[models.MinuteSample]] = {}
         for key, replica, minute in done:
-            by_deployment.setdefault(key, []).append(self._open.pop((key, replica, minute)).sample(
-                minute, replica, self._p99))
+            try:
+                sample = self._open.pop((key, replica, minute)).sample(minute, replica, self._p99)
+            except Exception as exc:  # one bad minute must not cost the others theirs
+                log.warning("dropping the %s sample of %s/%s replica %s: %s", minute.isoformat(), key[1], key[0],
+                            replica, exc)
+                continue
+            by_deployment.setdefault(key, []).append(sample)
         if by_deployment:
             with self._store.writing() as tx:
                 for (name, environment), samples in by_deployment.items():
