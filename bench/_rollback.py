@@ -10,21 +10,18 @@ interval of reporting delay, so it is an upper bound).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
-from _procs import free_port, git
+from _plane import COLUMNS, control_plane, iris, wait
+from _procs import git
 
-COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 INTERVAL = 0.5
 
 
@@ -37,51 +34,30 @@ def _push(repo: Path, version: int, window: str) -> None:
     git(repo, "commit", "-q", "-m", f"v{version}")
 
 
-def _wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := condition()):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return found
-
-
 def _infer(endpoint: str, token: str) -> httpx.Response:
     body = {"inputs": [{"name": c, "datatype": "FP64", "shape": [1], "data": [5.0]} for c in COLUMNS]}
     return httpx.post(endpoint + "/v2/models/iris/infer", json=body, timeout=5, headers={"Authorization": f"Bearer {token}"})
 
 
 def rollback_time() -> None:
-    from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
     from threadline import Client
 
-    frame = load_iris(as_frame=True).frame
-    features = frame.drop(columns=["target"])
-    features.columns = COLUMNS
-    model = LogisticRegression(max_iter=500).fit(features, frame["target"])
+    model, features, target = iris()
     with tempfile.TemporaryDirectory(prefix="bench-rollback-") as scratch:
         root = Path(scratch)
         repo = root / "repo"
         repo.mkdir()
         git(repo, "init", "-q", "-b", "main")
         git(repo, "commit", "-q", "--allow-empty", "-m", "empty")
-        port = free_port()
-        env = {**os.environ, "THREADLINE_HOME": str(root / "home"), "THREADLINE_GITOPS_REPO": str(repo),
-               "THREADLINE_GITOPS_INTERVAL": str(INTERVAL)}
-        log = (root / "up.log").open("wb")
-        server = subprocess.Popen([sys.executable, "-m", "threadline", "up", "--port", str(port), "--stop-workloads"],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            token_file = root / "home" / "admin.token"
-            _wait(lambda: token_file.exists() and _answers(url), 60, "the control plane")
-            token = token_file.read_text().strip()
+        with control_plane(root, {"THREADLINE_GITOPS_REPO": str(repo), "THREADLINE_GITOPS_INTERVAL": str(INTERVAL)},
+                           "--stop-workloads") as plane:
+            url, token = plane.url, plane.token
             admin = Client(url, token)
             admin.register_model(model, "iris", owner="default", training_data=features)
             three = features[COLUMNS[:3]]
-            admin.register_model(LogisticRegression(max_iter=300).fit(three, frame["target"]), "iris",
+            admin.register_model(LogisticRegression(max_iter=300).fit(three, target), "iris",
                                  training_data=three)
             admin.create_user("ann", ["approver"])
             approver = Client(url, admin.create_token("bench", user="ann")["token"])
@@ -90,11 +66,11 @@ def rollback_time() -> None:
                 admin.request_approval("iris", version, "production")
                 approver.decide("iris", version, "production", "approve")
             _push(repo, 1, "2s")
-            _wait(lambda: admin.deployment("iris")["status"] == "Synced" if _exists(admin) else False, 120,
+            wait(lambda: admin.deployment("iris")["status"] == "Synced" if _exists(admin) else False, 120,
                   "version 1 healthy")
             first = admin.deployment("iris")["endpoints"]
             _push(repo, 2, "120s")
-            second = _wait(lambda: (d := admin.deployment("iris"))["running"].startswith("iris@2") and d["endpoints"]
+            second = wait(lambda: (d := admin.deployment("iris"))["running"].startswith("iris@2") and d["endpoints"]
                            and d["endpoints"] != first and d["endpoints"], 120, "version 2 running")
             stop = threading.Event()
             restored: list[float] = []
@@ -124,18 +100,6 @@ def rollback_time() -> None:
             print(f"rollback on the local runtime: {seconds:5.2f} s from the first failed health check to version 1 "
                   f"answering again (endpoint {second[0]} -> restored)   target: under 10 s -> "
                   f"{'met' if seconds < 10 else 'NOT met'}")
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
-            log.close()
-
-
-def _answers(url: str) -> bool:
-    try:
-        httpx.get(url + "/api/v1/whoami", timeout=1)
-    except httpx.TransportError:
-        return False
-    return True
 
 
 def _exists(admin: Any) -> bool:

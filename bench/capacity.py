@@ -24,7 +24,6 @@ machine's throughput swings by more than the effect measured.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -32,15 +31,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _plane import COLUMNS, control_plane, iris, wait  # noqa: E402
 from _procs import free_port, git  # noqa: E402
 
-COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SLO_MS = 50.0
 CLIENTS = 4
 SPEC = """apiVersion: threadline/v1
@@ -55,25 +53,6 @@ spec:
   monitoring:
     latency: {{p99Ms: {slo:g}, window: 1m}}
 """
-
-
-def _wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := condition()):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-    return found
-
-
-def _model() -> Any:
-    from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
-
-    frame = load_iris(as_frame=True).frame
-    features = frame.drop(columns=["target"])
-    features.columns = COLUMNS
-    return LogisticRegression(max_iter=500).fit(features, frame["target"]), features
 
 
 def _load(endpoints: list[str], token: str, seconds: float, clients: int = CLIENTS) -> tuple[int, list[float]]:
@@ -111,7 +90,7 @@ def _p99(latencies: list[float]) -> float:
 def right_sizing(minutes: float) -> None:
     from threadline import Client
 
-    model, features = _model()
+    model, features, _target = iris()
     with tempfile.TemporaryDirectory(prefix="bench-capacity-") as scratch:
         root = Path(scratch)
         repo = root / "repo"
@@ -121,18 +100,11 @@ def right_sizing(minutes: float) -> None:
         (repo / "iris.yaml").write_text(SPEC.format(slo=SLO_MS))
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", "iris, over-provisioned")
-        port = free_port()
-        env = {**os.environ, "THREADLINE_HOME": str(root / "home"), "THREADLINE_GITOPS_REPO": str(repo),
-               "THREADLINE_GITOPS_INTERVAL": "2", "THREADLINE_CAPACITY_INTERVAL": "5",
-               "THREADLINE_CAPACITY_MINIMUM_MINUTES": str(max(1, int(minutes) - 1))}
-        log = (root / "up.log").open("wb")
-        server = subprocess.Popen([sys.executable, "-m", "threadline", "up", "--port", str(port), "--stop-workloads"],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            token_file = root / "home" / "admin.token"
-            _wait(lambda: token_file.exists() and _answers(url), 60, "the control plane")
-            token = token_file.read_text().strip()
+        settings = {"THREADLINE_GITOPS_REPO": str(repo), "THREADLINE_GITOPS_INTERVAL": "2",
+                    "THREADLINE_CAPACITY_INTERVAL": "5",
+                    "THREADLINE_CAPACITY_MINIMUM_MINUTES": str(max(1, int(minutes) - 1))}
+        with control_plane(root, settings, "--stop-workloads") as plane:
+            url, token = plane.url, plane.token
             admin = Client(url, token)
             admin.register_model(model, "iris", owner="default", training_data=features)
             admin.create_user("ann", ["approver"])
@@ -141,7 +113,7 @@ def right_sizing(minutes: float) -> None:
             admin.request_approval("iris", 1, "production")
             approver.decide("iris", 1, "production", "approve")
             admin.sync()
-            before = _wait(lambda: len((d := admin.deployment("iris"))["endpoints"]) == 4 and d, 120, "4 replicas")
+            before = wait(lambda: len((d := admin.deployment("iris"))["endpoints"]) == 4 and d, 120, "4 replicas")
             print(f"deployed: 4 replicas of 2 CPU / 4Gi; replaying {CLIENTS} clients for {minutes:g} min")
             answered, latencies = _load(before["endpoints"], token, minutes * 60)
             time.sleep(70)  # the last minute is rolled up once it is over
@@ -151,9 +123,8 @@ def right_sizing(minutes: float) -> None:
 
             checkout = root / "checkout"
             git(root, "clone", "-q", str(repo), str(checkout))
-            cli_env = {**env, "THREADLINE_URL": url, "THREADLINE_TOKEN": token}
             written = subprocess.run([sys.executable, "-m", "threadline", "recommend", "iris", "--window", "1h",
-                                      "--write", "--checkout", str(checkout)], env=cli_env, capture_output=True,
+                                      "--write", "--checkout", str(checkout)], env=plane.env, capture_output=True,
                                      text=True, timeout=120)
             if written.returncode != 0:
                 raise RuntimeError(f"threadline recommend failed: {written.stderr}")
@@ -163,14 +134,10 @@ def right_sizing(minutes: float) -> None:
             git(checkout, "push", "-q", "origin", "HEAD:main")
             admin.sync()
             # New requests change the serving configuration: the agent rolls new replicas blue/green.
-            after = _wait(lambda: (d := admin.deployment("iris"))["status"] == "Synced" and d["endpoints"]
+            after = wait(lambda: (d := admin.deployment("iris"))["status"] == "Synced" and d["endpoints"]
                           and set(d["endpoints"]).isdisjoint(before["endpoints"]) and d, 300,
                           "the right-sized deployment")
             answered_after, latencies_after = _load(after["endpoints"], token, minutes * 60)
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
-            log.close()
 
     requested = recommendation["requested"]
     cpu_before = requested["cpu_cores"] * requested["replicas_max"]
@@ -195,14 +162,6 @@ def right_sizing(minutes: float) -> None:
           f"{'MET' if max(cpu_after / cpu_before, mem_after / mem_before) <= 0.5 and _p99(latencies_after) <= SLO_MS else 'NOT MET'}")
 
 
-def _answers(url: str) -> bool:
-    try:
-        httpx.get(url + "/api/v1/whoami", timeout=1)
-    except httpx.TransportError:
-        return False
-    return True
-
-
 ROUNDS = 8
 
 
@@ -211,34 +170,25 @@ def sampling_overhead(seconds: float = 10.0) -> None:
     from threadline import Client
     from threadline.adapters import process_usage, serving_metrics
 
-    model, features = _model()
-    with tempfile.TemporaryDirectory(prefix="bench-sampling-") as scratch:
-        root = Path(scratch)
-        port = free_port()
-        env = {**os.environ, "THREADLINE_HOME": str(root / "home")}
-        log = (root / "up.log").open("wb")
-        control = subprocess.Popen([sys.executable, "-m", "threadline", "up", "--port", str(port)], env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)
-        serve = None
-        try:
-            url = f"http://127.0.0.1:{port}"
-            token_file = root / "home" / "admin.token"
-            _wait(lambda: token_file.exists() and _answers(url), 60, "the control plane")
-            token = token_file.read_text().strip()
-            Client(url, token).register_model(model, "iris", owner="default", training_data=features)
-            serve_port = free_port()
+    model, features, _target = iris()
+    with tempfile.TemporaryDirectory(prefix="bench-sampling-") as scratch, \
+            control_plane(Path(scratch), {}) as plane:
+        token = plane.token
+        Client(plane.url, token).register_model(model, "iris", owner="default", training_data=features)
+        serve_port = free_port()
+        with (Path(scratch) / "serve.log").open("wb") as log:
             serve = subprocess.Popen([sys.executable, "-m", "threadline", "serve", "-m", "iris@1", "--port",
-                                      str(serve_port)], env={**env, "THREADLINE_URL": url, "THREADLINE_TOKEN": token},
-                                     stdout=log, stderr=subprocess.STDOUT)
+                                      str(serve_port)], env=plane.env, stdout=log, stderr=subprocess.STDOUT)
+        try:
             endpoint = f"http://127.0.0.1:{serve_port}"
-            _wait(lambda: _ready(endpoint), 60, "the serving process")
+            wait(lambda: _ready(endpoint), 60, "the serving process")
             _load([endpoint], token, 3)  # warm up
             stop = threading.Event()
 
             def sampler() -> None:
                 with httpx.Client(headers={"Authorization": f"Bearer {token}"}, trust_env=False) as http:
                     while not stop.wait(1.0):
-                        process_usage.cpu_and_rss(serve.pid)  # type: ignore[union-attr]
+                        process_usage.cpu_and_rss(serve.pid)
                         serving_metrics.replica_counters(http.get(endpoint + "/metrics").text)
 
             off, on = [], []
@@ -264,11 +214,8 @@ def sampling_overhead(seconds: float = 10.0) -> None:
             assert before is not None and after is not None
             per_scrape = (after[0] - before[0]) / scrapes
         finally:
-            for process in (serve, control):
-                if process is not None:
-                    process.terminate()
-                    process.wait(timeout=60)
-            log.close()
+            serve.terminate()
+            serve.wait(timeout=60)
     # Each round pairs the two runs taken back to back; the median pair resists the machine's swings.
     cost = 1 - statistics.median(b / a for a, b in zip(off, on))
     print(f"throughput without sampling {statistics.median(off):.0f} req/s, with a 1 s sampler "

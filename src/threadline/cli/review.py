@@ -30,7 +30,8 @@ def list_tasks(queue: Optional[str] = typer.Option(None, help="One queue (defaul
     if as_json:
         emit_json(result)
         return
-    table(f"Review queue ({result['total']} {status if status != 'all' else ''} in all)".replace("  ", " "),
+    which = "" if status == "all" or status is None else f" {status}"
+    table(f"Review queue ({result['total']}{which} in all)",
           ("bundle", "queue", "status", "assignee", "created", "decision", "label"),
           ((t["bundle_id"], t["queue"], t["status"], t["assignee"] or "-", t["created_at"][:19],
             t["decision"] or "-", "-" if t["label"] is None else t["label"]) for t in result["items"]))

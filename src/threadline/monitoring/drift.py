@@ -275,14 +275,18 @@ def _normalised_wasserstein(ref: np.ndarray, cur: np.ndarray) -> _Outcome:
 def _edges(ref: np.ndarray, given: np.ndarray | None) -> np.ndarray:
     if given is None or np.size(given) == 0:
         return np.quantile(ref, np.linspace(0.0, 1.0, DECILES + 1))
+    return checked_edges(given, field="reference_edges")
+
+
+def checked_edges(given: object, *, field: str) -> np.ndarray:
+    """Bin edges as a float array: at least two, finite and non-decreasing, or InvalidInput."""
     try:
         edges = np.asarray(given, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise errors.InvalidInput(f"must be numbers ({exc})", field="reference_edges") from None
+        raise errors.InvalidInput(f"must be numbers ({exc})", field=field) from None
     ordered = edges.ndim == 1 and edges.size >= 2 and not (np.diff(edges) < 0).any()
     if not (ordered and np.isfinite(edges).all()):
-        raise errors.InvalidInput("must be at least two finite, non-decreasing bin edges",
-                                  field="reference_edges")
+        raise errors.InvalidInput("must be at least two finite, non-decreasing bin edges", field=field)
     return edges
 
 

@@ -24,6 +24,7 @@ from typing import Literal
 import numpy as np
 
 from threadline.domain import errors
+from threadline.monitoring import drift
 
 OTHER = "(other)"
 """The bin of every category past the top ones; the profile folds its tail under this name too."""
@@ -133,15 +134,7 @@ def _number(value: float) -> str:
 
 
 def _edges(edges: np.ndarray) -> np.ndarray:
-    try:
-        array = np.asarray(edges, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise errors.InvalidInput(f"must be numbers ({exc})", field="edges") from None
-    ordered = array.ndim == 1 and array.size >= 2 and not (np.diff(array) < 0).any()
-    if not (ordered and np.isfinite(array).all()):
-        raise errors.InvalidInput("must be at least two finite, non-decreasing bin edges",
-                                  field="edges")
-    return array
+    return drift.checked_edges(edges, field="edges")
 
 
 def _values(current: np.ndarray) -> np.ndarray:

@@ -29,9 +29,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from threadline import __version__
-from threadline.domain import errors
+from threadline.domain import errors, models
 from threadline.serving import metrics as metrics_module
-from threadline.domain import models
 from threadline.serving import tensors, tracing
 from threadline.serving.auth import TokenVerifier
 from threadline.serving.bundle_spool import BundleShipper, BundleSpool
@@ -280,14 +279,28 @@ async def _spool_bundles(state: ServingState, loaded: LoadedVersion, ids: list[s
     loop = asyncio.get_running_loop()
     kept = escalated.copy()
     for row in np.flatnonzero(escalated):
-        draft = await loop.run_in_executor(None, _draft, state, loaded, ids[row], trace_id, decoded, outputs,
-                                           confidence, int(row), requested)
-        if not await loop.run_in_executor(None, state.bundles.put, ids[row], draft):
+        if not await loop.run_in_executor(None, _keep_bundle, state, loaded, ids[row], trace_id, decoded, outputs,
+                                          confidence, int(row), requested):
             kept[row] = False
             state.metrics.bundles_refused.inc()
     if kept.any() and state.shipper is not None:
         state.shipper.nudge()
     return kept
+
+
+def _keep_bundle(state: ServingState, loaded: LoadedVersion, prediction_id: str, trace_id: str,
+                 decoded: tensors.Request, outputs: dict[str, np.ndarray], confidence: np.ndarray | None, row: int,
+                 requested: bool) -> bool:
+    """Build and spool one bundle; False (logged) when it could not be kept, so the answer says
+    "not escalated" rather than promising a review that will never happen."""
+    assert state.bundles is not None
+    try:
+        draft = _draft(state, loaded, prediction_id, trace_id, decoded, outputs, confidence, row, requested)
+        return state.bundles.put(prediction_id, draft)
+    except Exception:
+        log.exception("could not keep the context bundle of prediction %s; answered as not escalated",
+                      prediction_id)
+        return False
 
 
 def _draft(state: ServingState, loaded: LoadedVersion, prediction_id: str, trace_id: str, decoded: tensors.Request,

@@ -31,7 +31,8 @@ class ServingMetrics:
         self.escalated = Counter("threadline_predictions_escalated", "Predictions marked for human review.",
                                  ["model", "version"], registry=r)
         self.bundles_refused = Counter("threadline_bundles_refused", "Escalations answered as not escalated "
-                                       "because the bundle spool was full.", registry=r)
+                                       "because their bundle could not be kept (spool full, disk error).",
+                                       registry=r)
         self.bundles_shipped = Counter("threadline_bundles_shipped", "Context bundles the control plane "
                                        "acknowledged.", registry=r)
         self.rate_limited = Counter("threadline_rate_limited", "Requests refused with 429.", registry=r)
