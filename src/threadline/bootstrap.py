@@ -165,18 +165,18 @@ def alert_evaluator(services: Services) -> AlertEvaluator:
 
 
 def capacity_loop(services: Services) -> CapacityLoop | None:
-    """Utilization sampling and autoscaling of the deployments the embedded agent runs locally."""
+    """Utilization sampling of the deployments the embedded agent runs, and autoscaling on the local runtime."""
     from datetime import timedelta
 
     from threadline.adapters import serving_metrics
 
     settings = services.settings
-    if services.gitops is None or settings.gitops_runtime != "local" or settings.capacity_interval <= 0:
+    if services.gitops is None or settings.capacity_interval <= 0:
         return None
     sampler = Sampler(services.store, services.gitops.runtime,
                       retention=timedelta(days=settings.utilization_retention_days), p99=serving_metrics.p99_ms)
     return CapacityLoop(services.store, services.gitops.runtime, SystemClock(), sampler,
-                        interval=settings.capacity_interval)
+                        interval=settings.capacity_interval, autoscale=settings.gitops_runtime == "local")
 
 
 def monitor_loop(services: Services) -> MonitorLoop | None:

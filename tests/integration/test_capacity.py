@@ -118,6 +118,12 @@ def test_a_recommendation_becomes_a_diff_of_the_spec_and_the_cost_report_prices_
                         str(elsewhere))
     assert missing.returncode == 1 and "no ModelDeployment iris (staging)" in missing.stderr
 
+    usage = admin.deployment("iris", "staging")["utilization"]  # measured against requested, last hour
+    assert usage["cpu_cores_requested"] == 2.0 and 0 < usage["cpu_utilization"] < 0.2
+    assert usage["gpu_utilization"] is None
+    shown = plane.cli("deployments", "show", "iris", "--env", "staging", check=True)
+    assert "no GPU data" in shown.stdout and "of 2 cores" in shown.stdout
+
     report = admin.cost(by="team", since="1d")
     [row] = report["items"]
     assert row["name"] == "default" and row["replica_hours"] == pytest.approx(3.0)

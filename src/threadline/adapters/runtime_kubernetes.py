@@ -42,7 +42,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from threadline.adapters.serving_metrics import ServingTotals
+from threadline.adapters import pod_usage
+from threadline.adapters.serving_metrics import ServingTotals, replica_counters
 from threadline.domain import errors
 from threadline.gitops import model, render, spec
 
@@ -51,6 +52,7 @@ log = logging.getLogger("threadline.runtime.kubernetes")
 FIELD_MANAGER = "threadline"
 _DEPLOYMENT = ("apps/v1", "Deployment")
 _POD = ("v1", "Pod")
+_POD_METRICS = ("metrics.k8s.io/v1beta1", "PodMetrics")
 
 
 class KubernetesRuntime:
@@ -76,6 +78,7 @@ class KubernetesRuntime:
         self._core = self._k8s.client.CoreV1Api(self._api)
         self._specs: dict[model.Key, spec.ModelDeployment] = {}
         self._applied: dict[model.Key, list[dict[str, Any]]] = {}  # last manifests that became ready
+        self._cpu: dict[model.Key, pod_usage.PodUsage] = {}  # CPU seconds integrated from the metrics API
 
     def declare(self, deployment: spec.ModelDeployment) -> None:
         """Record the spec ``apply`` renders a workload of this deployment with (latest wins)."""
@@ -141,9 +144,38 @@ class KubernetesRuntime:
         self._applied.pop(key, None)
 
     def readings(self, key: model.Key) -> list[model.ReplicaReading]:
-        raise errors.ConfigurationError(
-            "utilization sampling is not implemented for the Kubernetes runtime yet (it needs the metrics API's "
-            "usage turned into cumulative counters); use `kubectl top` meanwhile")
+        """Each ready pod's CPU and memory from the metrics API (metrics-server) and its serving
+        counters from /metrics. GPU figures are not read on Kubernetes (None: "no GPU data")."""
+        if not self._metrics_token:
+            raise errors.ConfigurationError("reading the serving pods' /metrics needs a Threadline token the pods "
+                                            "accept: give KubernetesRuntime(metrics_token=...)")
+        selector = f"app.kubernetes.io/instance={render.resource_name(key)},{render.MANAGED_BY}={render.MANAGER}"
+        try:
+            usage = {m["metadata"]["name"]: pod_usage.pod_usage(m) for m in self._list(_POD_METRICS, selector)}
+        except errors.ConfigurationError as exc:
+            raise errors.ConfigurationError(f"the metrics API is not available ({exc}): install metrics-server "
+                                            "to measure utilization on Kubernetes") from None
+        now, found = self._clock(), []
+        integrals = self._cpu.setdefault(key, pod_usage.PodUsage())
+        for pod in self._list(_POD, selector):
+            name = pod["metadata"]["name"]
+            if not _pod_ready(pod) or name not in usage:
+                continue
+            try:
+                counters = replica_counters(self._scrape(name))
+            except errors.ConfigurationError:
+                raise
+            except (errors.ThreadlineError, OSError) as exc:
+                log.warning("could not read /metrics of pod %s/%s: %s", self.namespace, name, exc)
+                continue
+            rate, memory = usage[name]
+            found.append(model.ReplicaReading(
+                replica=name, cpu_seconds=integrals.update(name, now, rate), rss_bytes=memory,
+                requests=counters.requests, errors=counters.errors, latency_seconds=counters.latency_seconds,
+                latency_buckets=tuple(sorted(counters.buckets.items())), queue_depth=counters.queue_depth,
+                batch_rows=counters.batch_rows, batches=counters.batches))
+        integrals.forget_others({r.replica for r in found})
+        return found
 
     def scale(self, key: model.Key, replicas: int) -> None:
         raise errors.ConfigurationError("on Kubernetes the rendered HorizontalPodAutoscaler scales deployments")

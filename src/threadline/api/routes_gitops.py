@@ -70,6 +70,7 @@ def get_deployment(request: Request, actor: needs(Permission.READ), environment:
     with _services(request).store.reading() as tx:
         record = tx.get_deployment(name, environment)
         history = tx.deployment_history(name, environment, limit=limit)
-    return JSON({**deployment_json(record), "history": [
+    usage = _services(request).capacity_service.usage(record)
+    return JSON({**deployment_json(record), "utilization": usage, "history": [
         {"time": h.time, "commit": h.commit, "action": h.action, "outcome": h.outcome, "reason": h.reason,
          "workload": h.workload, "evidence": dict(h.evidence)} for h in history]})

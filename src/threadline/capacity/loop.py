@@ -8,7 +8,8 @@ replicas. A change is applied through the runtime without restarting the other r
 recorded in the deployment's history with its reason and evidence.
 
 The local runtime cannot wake a stopped deployment on a request, so ``replicas.min: 0`` runs
-at least one replica here (a cluster's autoscaler can do better).
+at least one replica here (a cluster's autoscaler can do better). On Kubernetes the loop only
+samples: the rendered HorizontalPodAutoscaler scales.
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ HISTORY = timedelta(minutes=15)
 
 class CapacityLoop:
     def __init__(self, store: ports.MetadataStore, runtime: ports.Runtime, clock: ports.Clock, sampler: Sampler,
-                 *, interval: float = 10.0) -> None:
+                 *, interval: float = 10.0, autoscale: bool = True) -> None:
         self._store = store
         self._runtime = runtime
         self._clock = clock
         self._sampler = sampler
         self._interval = interval
+        self._autoscales = autoscale  # off where the platform scales (the rendered HPA on Kubernetes)
         self._observations: dict[Key, deque[autoscale.Observation]] = {}
         self._proposals: dict[Key, deque[autoscale.Proposal]] = {}
         self._stop = threading.Event()
@@ -56,6 +58,8 @@ class CapacityLoop:
             records = [r for r in tx.deployments() if r.spec]
         specs = {(r.name, r.environment): r.spec for r in records}
         rounds = self._sampler.take(list(specs), now)
+        if not self._autoscales:
+            return
         observed = self._runtime.observe()
         for key, document in specs.items():
             try:

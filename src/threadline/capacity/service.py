@@ -51,6 +51,24 @@ class Capacity:
         with self._store.reading() as tx:
             return tx.utilization(deployment, environment, now - window, now)
 
+    def usage(self, record: models.DeploymentRecord, window: timedelta = timedelta(hours=1)) -> dict[str, object] | None:
+        """Measured use against the spec's requests over the last ``window`` (None: nothing measured)."""
+        now = self._clock.now()
+        with self._store.reading() as tx:
+            samples = tx.utilization(record.name, record.environment, now - window, now)
+        if not samples or not record.spec:
+            return None
+        asked = requested(_spec(record))
+        cpu = sum(s.cpu_cores for s in samples) / len(samples)
+        memory = sum(s.rss_bytes for s in samples) / len(samples)
+        gpus = [s.gpu_util for s in samples if s.gpu_util is not None]
+        return {"window_minutes": len({s.minute for s in samples}), "replicas": len({s.replica for s in samples}),
+                "cpu_cores_used": round(cpu, 4), "cpu_cores_requested": asked.cpu_cores,
+                "cpu_utilization": round(cpu / asked.cpu_cores, 4),
+                "memory_bytes_used": round(memory), "memory_bytes_requested": asked.memory_bytes,
+                "memory_utilization": round(memory / asked.memory_bytes, 4),
+                "gpu_utilization": round(sum(gpus) / len(gpus), 4) if gpus else None}
+
     def cost(self, actor: access.Actor, *, by: Literal["deployment", "model", "team"], since: timedelta,
              spot: bool = False) -> list[cost.CostRow]:
         actor.require(access.Permission.READ)
@@ -102,7 +120,7 @@ def requested(document: deployment_spec.ModelDeployment) -> recommend.Requested:
     spec = document.spec
     return recommend.Requested(
         cpu_cores=values.cpu_cores(spec.resources.cpu), memory_bytes=values.memory_bytes(spec.resources.memory),
-        gpu=spec.resources.gpu, gpu_type=None, replicas_min=spec.replicas.min, replicas_max=spec.replicas.max)
+        gpu=spec.resources.gpu, gpu_type=spec.resources.gpu_type, replicas_min=spec.replicas.min, replicas_max=spec.replicas.max)
 
 
 def slo_p99_ms(spec: deployment_spec.DeploymentSpec) -> float | None:

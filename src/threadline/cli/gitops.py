@@ -70,6 +70,13 @@ def show_deployment(name: str = typer.Argument(...), environment: str = typer.Op
                   f"commit {found['commit'][:12]}", highlight=False)
     if found["endpoints"]:
         console.print(f"endpoints {', '.join(found['endpoints'])}", highlight=False)
+    usage = found.get("utilization")
+    if usage:
+        gpu = "no GPU data" if usage["gpu_utilization"] is None else f"GPU {usage['gpu_utilization']:.0%}"
+        console.print(f"last hour, per replica ({usage['replicas']} seen): CPU {usage['cpu_cores_used']:.3g} of "
+                      f"{usage['cpu_cores_requested']:g} cores ({usage['cpu_utilization']:.0%}), memory "
+                      f"{usage['memory_bytes_used'] / 2**20:.0f} of {usage['memory_bytes_requested'] / 2**20:.0f} MiB "
+                      f"({usage['memory_utilization']:.0%}), {gpu}", highlight=False)
     for difference in found["differences"]:
         console.print(f"  differs: {difference}", highlight=False)
     table("History", ("time", "commit", "action", "outcome", "reason", "evidence"),

@@ -62,6 +62,9 @@ class Resources(_Spec):
     cpu: values.Cpu = "1"
     memory: values.Memory = "1Gi"
     gpu: int = Field(0, ge=0)
+    gpu_type: values.LabelValue | None = Field(None, description=(
+        "The GPU model, as the price table names it (e.g. nvidia-t4): what cost reports and right-sizing "
+        "price; null: the table's defaultGpu."))
 
 
 class Toleration(_Spec):
