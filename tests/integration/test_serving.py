@@ -112,6 +112,11 @@ def test_tritonclient_works_unchanged(server: Server) -> None:
     assert np.array_equal(result.as_numpy("label"), FOREST.predict(batch))
     assert np.array_equal(result.as_numpy("probabilities"), FOREST.predict_proba(batch))
     assert result.get_response()["model_version"] == "1"
+    binary = [triton.InferRequestedOutput("probabilities", binary_data=True),
+              triton.InferRequestedOutput("label", binary_data=True)]
+    raw = client.infer("forest", [tensor], outputs=binary, headers=headers)
+    assert np.array_equal(raw.as_numpy("probabilities"), FOREST.predict_proba(batch))
+    assert np.array_equal(raw.as_numpy("label"), FOREST.predict(batch))
 
 
 def test_bad_requests_get_400s_that_name_the_problem(server: Server) -> None:

@@ -14,7 +14,7 @@ from hypothesis.extra import numpy as hnp
 
 from threadline.domain import errors
 from threadline.domain.models import TensorSpec
-from threadline.serving import tensors
+from threadline.serving import _binary, tensors
 
 X = TensorSpec("x", "FP64", (-1,))
 Y = TensorSpec("y", "FP64", (-1,))
@@ -49,7 +49,42 @@ def refused(payload: bytes, specs: tuple[TensorSpec, ...] = (X,), **kwargs: Any)
 
 def respond(outputs: dict[str, np.ndarray], specs: tuple[TensorSpec, ...] = (),
             **kwargs: Any) -> dict[str, Any]:
-    return orjson.loads(tensors.encode_response("m", "3", "req-1", outputs, specs, **kwargs))
+    payload, header_length = tensors.encode_response("m", "3", "req-1", outputs, specs, **kwargs)
+    assert header_length is None
+    return orjson.loads(payload)
+
+
+def test_binary_outputs_follow_the_json_header_and_read_back_exactly() -> None:
+    outputs = {"label": np.array(["a", "bé"], dtype=object), "probabilities": np.array([[0.1, np.nan], [1.0, 0.0]]),
+               "flag": np.array([True, False])}
+    payload, length = tensors.encode_response("m", "3", "r", outputs, (), None, frozenset({"probabilities", "flag",
+                                                                                            "label"}))
+    assert length is not None
+    header = orjson.loads(payload[:length])
+    binary = memoryview(payload)[length:]
+    offset, found = 0, {}
+    for tensor in header["outputs"]:
+        size = tensor["parameters"]["binary_data_size"]
+        assert "data" not in tensor
+        found[tensor["name"]] = _binary.unpack(binary[offset:offset + size], tensors.dtype_of(tensor["datatype"]),
+                                               tuple(tensor["shape"]), tensor["name"])
+        offset += size
+    assert offset == len(binary)
+    assert found["label"].tolist() == ["a", "bé"]
+    assert np.array_equal(found["probabilities"], outputs["probabilities"], equal_nan=True)  # NaN survives
+    assert found["flag"].tolist() == [True, False]
+
+
+def test_binary_is_asked_per_output_or_for_all() -> None:
+    spec = (TensorSpec("x", "FP64", (-1,)),)
+    one = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1], "data": [1.0]}],
+           "outputs": [{"name": "label", "parameters": {"binary_data": True}}, {"name": "probabilities"}]}
+    assert tensors.decode_request(orjson.dumps(one), spec).binary_outputs == frozenset({"label"})
+    every = {"inputs": one["inputs"], "parameters": {"binary_data_output": True}}
+    assert tensors.decode_request(orjson.dumps(every), spec).binary_outputs is True
+    bad = {"inputs": one["inputs"], "outputs": [{"name": "label", "parameters": {"binary_data": "yes"}}]}
+    with pytest.raises(errors.InvalidInput, match=r"outputs\[0\].parameters.binary_data"):
+        tensors.decode_request(orjson.dumps(bad), spec)
 
 
 # --- round trips -------------------------------------------------------------------------

@@ -7,7 +7,10 @@ supporting it is what lets existing clients work unchanged. The HTTP header
 Numbers are little-endian and row-major, a BOOL is one byte 0 or 1, and a BYTES element is a
 4-byte little-endian length followed by that many bytes (read here as UTF-8 text, like the
 strings of the JSON form). Numeric tensors are views on the body: no copy, no Python loop.
-Unlike JSON, binary data can carry NaN and infinities, and they are kept.
+Unlike JSON, binary data can carry NaN and infinities, and they are kept. Outputs asked for
+with ``"parameters": {"binary_data": true}`` (or the request's ``binary_data_output``) are
+returned the same way (``pack``), after a JSON header whose length the response's
+``Inference-Header-Content-Length`` header gives.
 """
 
 from __future__ import annotations
@@ -58,6 +61,20 @@ def unpack(chunk: memoryview, dtype: np.dtype[Any], shape: tuple[int, ...], fiel
     if dtype.kind == "b" and array.view(np.uint8).max(initial=0) > 1:
         raise errors.InvalidInput("binary BOOL data must be bytes 0 or 1", field=field)
     return array.astype(dtype, copy=False)  # a no-op on little-endian machines
+
+
+def pack(array: np.ndarray) -> bytes:
+    """An output tensor as raw bytes: the inverse of ``unpack`` (row-major, little-endian)."""
+    flat = np.ascontiguousarray(array).reshape(-1)
+    if flat.dtype.kind in "OUS":
+        parts = []
+        for value in flat.tolist():
+            data = value if isinstance(value, bytes) else str(value).encode("utf-8")
+            parts.append(struct.pack("<I", len(data)) + data)
+        return b"".join(parts)
+    if flat.dtype.kind == "b":
+        return flat.astype(np.uint8).tobytes()
+    return flat.astype(flat.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
 def _strings(chunk: memoryview, count: int, field: str) -> list[str]:

@@ -31,7 +31,7 @@ from starlette.routing import Route
 from threadline import __version__
 from threadline.domain import errors, models
 from threadline.serving import metrics as metrics_module
-from threadline.serving import tensors, tracing
+from threadline.serving import _binary, tensors, tracing
 from threadline.serving.auth import TokenVerifier
 from threadline.serving.bundle_spool import BundleShipper, BundleSpool
 from threadline.serving.batching import MicroBatcher
@@ -203,8 +203,8 @@ def create_app(state: ServingState) -> Starlette:
         parameters: dict[str, Any] = {"prediction_ids": ids}
         if state.escalate_below is not None or requested:
             parameters["escalated"] = escalated.tolist()
-        payload = tensors.encode_response(served.name, str(loaded.version), request_id, outputs, wanted,
-                                          parameters)
+        payload, header_length = tensors.encode_response(served.name, str(loaded.version), request_id, outputs,
+                                                         wanted, parameters, decoded.binary_outputs)
         elapsed = time.perf_counter() - started
         _log_rows(state, loaded, ids, span.trace_id, decoded.tensors, outputs, confidence, escalated,
                   elapsed * 1000)
@@ -214,8 +214,11 @@ def create_app(state: ServingState) -> Starlette:
         state.metrics.latency.labels(*labels).observe(elapsed)
         if escalated.any():
             state.metrics.escalated.labels(*labels).inc(int(escalated.sum()))
-        return Response(payload, media_type="application/json",
-                        headers={"traceparent": span.traceparent, "x-trace-id": span.trace_id})
+        headers = {"traceparent": span.traceparent, "x-trace-id": span.trace_id}
+        if header_length is None:
+            return Response(payload, media_type="application/json", headers=headers)
+        headers[_binary.HEADER] = str(header_length)
+        return Response(payload, media_type="application/octet-stream", headers=headers)
 
     async def prometheus(request: Request) -> Response:
         for served in state.models.values():

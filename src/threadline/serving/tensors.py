@@ -37,6 +37,7 @@ class Request:
     rows: int
     parameters: dict[str, Any]
     requested_outputs: tuple[str, ...] | None  # None: every output the model declares
+    binary_outputs: frozenset[str] | bool = frozenset()  # True: every output (binary_data_output)
 
 
 def dtype_of(datatype: str) -> np.dtype[Any]:
@@ -85,9 +86,12 @@ def decode_request(body: bytes, inputs: Sequence[TensorSpec], *, max_rows: int =
     if not isinstance(entries, list) or not entries:
         raise errors.InvalidInput("required: a non-empty list of input tensors", field="inputs")
     tensors, rows = _inputs.read(entries, inputs, max_rows, binary)
-    return Request(request_id, tensors, rows,
-                   _inputs.json_object(document.get("parameters"), "parameters"),
-                   _requested_outputs(document.get("outputs")))
+    parameters = _inputs.json_object(document.get("parameters"), "parameters")
+    requested, binary_outputs = _requested_outputs(document.get("outputs"))
+    everything = parameters.get("binary_data_output")
+    if everything is not None and not isinstance(everything, bool):
+        raise errors.InvalidInput("must be true or false", field="parameters.binary_data_output")
+    return Request(request_id, tensors, rows, parameters, requested, everything or binary_outputs)
 
 
 def select_outputs(specs: Sequence[TensorSpec], requested: tuple[str, ...] | None,
@@ -105,25 +109,37 @@ def select_outputs(specs: Sequence[TensorSpec], requested: tuple[str, ...] | Non
 
 def encode_response(model_name: str, model_version: str, request_id: str,
                     outputs: Mapping[str, np.ndarray], specs: Sequence[TensorSpec],
-                    parameters: dict[str, Any] | None = None) -> bytes:
-    """The response body: ``specs`` choose the outputs and their order (all, if empty).
+                    parameters: dict[str, Any] | None = None,
+                    binary: frozenset[str] | bool = frozenset()) -> tuple[bytes, int | None]:
+    """The response body, and the length of its JSON header when outputs go in binary.
 
-    The caller passes the id, generating one (uuid4 hex) when the request had none, because the
+    ``specs`` choose the outputs and their order (all, if empty); ``binary`` names the outputs
+    sent as raw tensors after the JSON (Triton's binary tensor data extension; True: all). The
+    caller passes the id, generating one (uuid4 hex) when the request had none, because the
     same id also keys the prediction log and the trace. Datatypes follow the arrays' dtypes.
     """
     names = [spec.name for spec in specs] if specs else list(outputs)
-    tensors = []
+    tensors, raw = [], []
     for name in names:
         array = outputs.get(name)
         if array is None:  # the model broke its own signature: a server error, not the caller's
             raise errors.ThreadlineError(f"model {model_name} returned no output {name!r}")
-        tensors.append(_output(name, np.asarray(array)))
+        if binary is True or (binary and name in binary):
+            chunk = _binary.pack(np.asarray(array))
+            raw.append(chunk)
+            tensors.append({"name": name, "datatype": datatype_of(np.asarray(array).dtype),
+                            "shape": list(np.shape(array)), "parameters": {"binary_data_size": len(chunk)}})
+        else:
+            tensors.append(_output(name, np.asarray(array)))
     document: dict[str, Any] = {"model_name": model_name, "model_version": model_version,
                                 "id": request_id}
     if parameters is not None:
         document["parameters"] = parameters
     document["outputs"] = tensors
-    return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    header = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not raw:
+        return header, None
+    return header + b"".join(raw), len(header)
 
 
 def model_metadata(name: str, versions: Sequence[str], platform: str,
@@ -172,17 +188,25 @@ def _output(name: str, array: np.ndarray) -> dict[str, Any]:
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}
 
 
-def _requested_outputs(value: Any) -> tuple[str, ...] | None:
-    """Names from ``outputs``; absent or empty means every output, as in Triton."""
+def _requested_outputs(value: Any) -> tuple[tuple[str, ...] | None, frozenset[str]]:
+    """Names from ``outputs`` (absent or empty: every output, as in Triton), and those asked for
+    as binary data (``"parameters": {"binary_data": true}``)."""
     if value is None or value == []:
-        return None
+        return None, frozenset()
     if not isinstance(value, list) or not all(isinstance(item, dict) and
                                               isinstance(item.get("name"), str) for item in value):
         raise errors.InvalidInput("must be a list of objects with a name", field="outputs")
     names = tuple(item["name"] for item in value)
     if len(set(names)) != len(names):
         raise errors.InvalidInput("an output is requested more than once", field="outputs")
-    return names
+    binary = set()
+    for index, item in enumerate(value):
+        wanted = _inputs.json_object(item.get("parameters"), f"outputs[{index}].parameters").get("binary_data")
+        if wanted is not None and not isinstance(wanted, bool):
+            raise errors.InvalidInput("must be true or false", field=f"outputs[{index}].parameters.binary_data")
+        if wanted:
+            binary.add(item["name"])
+    return names, frozenset(binary)
 
 
 def _spec(spec: TensorSpec) -> dict[str, Any]:
