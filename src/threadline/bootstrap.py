@@ -28,6 +28,7 @@ from threadline.capacity.service import Capacity
 from threadline.capacity.sampling import Sampler
 from threadline.monitoring.alerting import AlertEvaluator, MonitorLoop
 from threadline.monitoring.feedback import Feedback
+from threadline.monitoring.log_location import LogLocation
 from threadline.monitoring.service import Monitoring
 from threadline.identity.service import Identity
 from threadline.registry.service import Registry
@@ -90,8 +91,10 @@ def build(settings: Settings) -> Services:
     mfa = Mfa(store, audit, clock, SecretBox.load_or_create(settings.secrets_key_path))
     reports = Reports(store, audit, governance, clock, signer,
                       Retention(settings.audit_retention_days, settings.prediction_log_retention_days), tls=False)
-    monitoring = Monitoring(store, artifacts, audit, home / "predictions", clock)
-    feedback = Feedback(store, audit, clock, home / "predictions")
+    log = LogLocation.parse(settings.prediction_log_url or str(home / "predictions"),
+                            s3_endpoint_url=settings.s3_endpoint_url)
+    monitoring = Monitoring(store, artifacts, audit, log, clock)
+    feedback = Feedback(store, audit, clock, log)
     return Services(settings, store, artifacts, signer, audit, registry, identity, mfa, governance, reports,
                     _webhooks(settings, store, clock), monitoring, feedback,
                     Reviews(store, audit, clock, signer, artifacts, settings.workdir),
@@ -161,7 +164,7 @@ def alert_evaluator(services: Services) -> AlertEvaluator:
     settings = services.settings
     return AlertEvaluator(services.store, services.audit, SystemClock(), services.monitoring,
                           retrain_commands=settings.retrain_commands,
-                          log_root=settings.resolved_home / "predictions")
+                          log=services.monitoring.log)
 
 
 def capacity_loop(services: Services) -> CapacityLoop | None:

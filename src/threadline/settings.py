@@ -36,6 +36,9 @@ class Settings(BaseSettings):
                                     description="Where approval events are POSTed (JSON list in the env).")
     webhook_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key for webhook signatures "
                                                                       "(default: generated in <home>/webhook.secret).")
+    prediction_log_url: str | None = Field(default=None, description=(
+        "Where serving processes keep the prediction log and monitoring reads it: a folder or "
+        "s3://BUCKET/PREFIX (default: <home>/predictions)."))
     capacity_interval: float = Field(default=10.0, ge=0, description="Seconds between utilization samples "
                                                                      "(and autoscaling) of local deployments; 0: never.")
     utilization_retention_days: int = Field(default=30, gt=0, description="How long per-minute utilization "

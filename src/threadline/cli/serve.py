@@ -34,7 +34,8 @@ def serve(
                                                    "deployment spec's, or the control plane's default)."),
     token_file: Optional[Path] = typer.Option(None, help="Standalone: a 0600 file of accepted tokens, one "
                                                          "per line (default: ask the control plane)."),
-    log_dir: Optional[Path] = typer.Option(None, help="Prediction log folder (default <home>/predictions)."),
+    log_dir: Optional[str] = typer.Option(None, help="Prediction log folder or s3://BUCKET/PREFIX (default: "
+                                                     "THREADLINE_PREDICTION_LOG_URL, else <home>/predictions)."),
     flush_interval: float = typer.Option(0.25, min=0.05, help="Seconds between prediction log flushes "
                                                                "(a SIGKILL loses at most this much)."),
     tls_cert: Optional[Path] = typer.Option(None, help="TLS certificate (PEM) to serve HTTPS."),
@@ -47,7 +48,7 @@ def serve(
 
     from threadline.client import Client
     from threadline.serving import server
-    from threadline.settings import ClientSettings, TelemetrySettings
+    from threadline.settings import ClientSettings, Settings, TelemetrySettings
 
     with Client() as probe:  # finds the control plane and token the way every command does
         url, token = probe.url, probe.token
@@ -66,10 +67,10 @@ def serve(
     config = server.ServeConfig(
         models=model, control_plane=url, token=token, home=str(ClientSettings().home.expanduser().resolve()),
         deployment=deployment_name, token_file=str(token_file) if token_file else None,
-        log_dir=str(log_dir) if log_dir else None, max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms,
+        log_dir=log_dir or Settings().prediction_log_url, max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms,
         rate_limit=rate_limit, rate_burst=rate_burst, max_body_bytes=max_body_bytes,
         escalate_below=escalate_below, escalation_queue=queue, flush_interval=flush_interval,
-        otlp_endpoint=TelemetrySettings().otel_exporter_otlp_endpoint)
+        otlp_endpoint=TelemetrySettings().otel_exporter_otlp_endpoint, s3_endpoint_url=Settings().s3_endpoint_url)
     if (tls_cert is None) != (tls_key is None):
         raise errors.InvalidInput("HTTPS needs both --tls-cert and --tls-key")
     tls = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)} if tls_cert and tls_key else {}

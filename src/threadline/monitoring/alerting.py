@@ -21,7 +21,6 @@ import subprocess
 import threading
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Callable, Iterator
 
 import orjson
@@ -31,6 +30,7 @@ from threadline.audit.log import AuditLog
 from threadline.domain import errors, models
 from threadline.gitops import spec as deployment_spec
 from threadline.monitoring import accuracy, alerts, latency
+from threadline.monitoring.log_location import LogLocation
 from threadline.monitoring.service import Monitoring, aligned
 
 log = logging.getLogger("threadline.monitoring")
@@ -49,14 +49,14 @@ class Rule:
 
 class AlertEvaluator:
     def __init__(self, store: ports.MetadataStore, audit: AuditLog, clock: ports.Clock, monitoring: Monitoring,
-                 *, retrain_commands: dict[str, list[str]], log_root: Path,
+                 *, retrain_commands: dict[str, list[str]], log: LogLocation,
                  run_command: Callable[[list[str], bytes], None] | None = None) -> None:
         self._store = store
         self._audit = audit
         self._clock = clock
         self._monitoring = monitoring
         self._commands = retrain_commands
-        self._log_root = log_root
+        self._log = log
         self._run_command = run_command or _run_in_background
 
     def evaluate(self) -> int:
@@ -197,7 +197,7 @@ class AlertEvaluator:
             "reason": reason, "statistics": asdict(verdict),
             "reference": {"model": spec.model, "profile": f"/api/v1/models/{spec.model}/versions/"
                                                           f"{spec.version or spec.alias}/profile"},
-            "recent_log": {"location": str(self._log_root / f"deployment={record.name}"),
+            "recent_log": {"location": f"{self._log}/deployment={record.name}",
                            "from": start.isoformat(), "to": end.isoformat()},
             "labels_available": labels,
         }

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from threadline import ports
 from threadline.audit.log import AuditLog
 from threadline.domain import access, errors, models, names
 from threadline.monitoring import accuracy
+from threadline.monitoring.log_location import LogLocation
 from threadline.monitoring.window import Window
 
 MAX_BATCH = 10_000
@@ -43,11 +43,11 @@ class FeedbackResult:
 
 
 class Feedback:
-    def __init__(self, store: ports.MetadataStore, audit: AuditLog, clock: ports.Clock, log_root: Path) -> None:
+    def __init__(self, store: ports.MetadataStore, audit: AuditLog, clock: ports.Clock, log: LogLocation) -> None:
         self._store = store
         self._audit = audit
         self._clock = clock
-        self._log_root = log_root
+        self._log = log
 
     def add(self, actor: access.Actor, deployment: str, items: Sequence[LabelItem], *,
             source: str = "api") -> FeedbackResult:
@@ -88,7 +88,7 @@ class Feedback:
 
     def _predictions(self, deployment: str, ids: set[str],
                      result: FeedbackResult) -> dict[str, tuple[datetime, str, int]]:
-        window = Window.of(self._log_root, deployment, *_ALL_TIME)
+        window = Window.of(self._log, deployment, *_ALL_TIME)
         table = window.matching(["model", "version"], ids)
         result.problems.extend(window.problems)
         if "model" not in table.column_names:

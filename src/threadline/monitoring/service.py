@@ -14,7 +14,6 @@ import io
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -30,6 +29,7 @@ from threadline.gitops import spec as deployment_spec
 from threadline.monitoring import accuracy, drift, latency
 from threadline.monitoring import histograms as histogram_module
 from threadline.monitoring.feedback import task_of
+from threadline.monitoring.log_location import LogLocation
 from threadline.monitoring.window import Window
 from threadline.serving import predlog_files
 
@@ -73,11 +73,11 @@ SETTLED = timedelta(minutes=2)  # a window this long past its end gets no more l
 
 class Monitoring:
     def __init__(self, store: ports.MetadataStore, artifacts: ports.ArtifactStore, audit: AuditLog,
-                 log_root: Path, clock: ports.Clock) -> None:
+                 log: LogLocation, clock: ports.Clock) -> None:
         self._store = store
         self._artifacts = artifacts
         self._audit = audit
-        self._log_root = log_root
+        self.log = log
         self._clock = clock
 
     def windows(self, actor: access.Actor, deployment: str, start: datetime, end: datetime,
@@ -121,7 +121,7 @@ class Monitoring:
         return WindowReport(start, end, levels, quality)
 
     def _levels(self, deployment: str, start: datetime, end: datetime) -> latency.ServiceLevels:
-        window = Window.of(self._log_root, deployment, start, end)
+        window = Window.of(self.log, deployment, start, end)
         latencies = window.numbers("latency_ms")
         status = window.column("status")
         if latencies is None or status is None:
@@ -134,7 +134,7 @@ class Monitoring:
             labels = {item.prediction_id: item.label for item in tx.feedback(deployment, start, end)}
         if not labels:
             return None
-        table = Window.of(self._log_root, deployment, start, end).matching(["outputs", "model", "version"],
+        table = Window.of(self.log, deployment, start, end).matching(["outputs", "model", "version"],
                                                                              set(labels))
         if table.num_rows == 0 or "outputs" not in table.column_names:
             return None
@@ -187,7 +187,7 @@ class Monitoring:
 
     def _compute_drift(self, deployment: str, start: datetime, end: datetime, settings: deployment_spec.Drift,
                        histograms: bool) -> DriftResult:
-        window = Window.of(self._log_root, deployment, start, end)
+        window = Window.of(self.log, deployment, start, end)
         served = window.column("version")
         models = window.column("model")
         if served is None or models is None or len(served) == 0:

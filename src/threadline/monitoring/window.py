@@ -1,40 +1,40 @@
 """Reading one column of a deployment's prediction log over a time window, file by file.
 
 Drift over millions of rows must fit in bounded memory: a window is never loaded as a table.
-Each complete Parquet file of the deployment (see ``serving.predlog_files``) is opened on its
-own and only the ``time`` column and the one feature column are read, then filtered to the
-window; a corrupted file is skipped and reported, never fatal.
+Each complete Parquet file of the deployment (see ``serving.predlog_files``), from a local
+folder or an S3 prefix (``log_location``), is opened on its own and only the ``time`` column
+and the one feature column are read, then filtered to the window; a corrupted file is skipped
+and reported, never fatal.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from threadline.serving import predlog_files
+from threadline.monitoring.log_location import LogLocation
 
 
 @dataclass
 class Window:
     """The files of one deployment's log and the span to read from them."""
 
-    files: list[Path]
+    location: LogLocation
+    files: list[str]
     start: datetime
     end: datetime
     problems: list[str] = field(default_factory=list)
 
     @classmethod
-    def of(cls, root: Path, deployment: str, start: datetime, end: datetime) -> Window:
+    def of(cls, location: LogLocation, deployment: str, start: datetime, end: datetime) -> Window:
         """Only the files of the days the window touches are read (the log is partitioned by UTC day)."""
         first, last = start.astimezone(timezone.utc).date(), end.astimezone(timezone.utc).date()
-        return cls([path for path in predlog_files.complete_files(root, deployment)
-                    if _day(path) is None or first <= _day(path) <= last], start, end)
+        return cls(location, [path for path in location.files(deployment)
+                              if (day := _day(path)) is None or first <= day <= last], start, end)
 
     def column(self, name: str) -> pa.ChunkedArray | None:
         """The values of ``name`` in the window (None when no file has the column)."""
@@ -42,7 +42,7 @@ class Window:
         seen = False
         for path in list(self.files):
             try:
-                parquet = pq.ParquetFile(path)
+                parquet = self.location.open(path)
                 if name not in parquet.schema_arrow.names:
                     continue
                 seen = True
@@ -62,7 +62,7 @@ class Window:
         tables: list[pa.Table] = []
         for path in list(self.files):
             try:
-                parquet = pq.ParquetFile(path)
+                parquet = self.location.open(path)
                 present = [c for c in columns if c in parquet.schema_arrow.names]
                 table = parquet.read(columns=sorted({"time", "prediction_id", *present}))
             except (OSError, pa.ArrowInvalid) as exc:
@@ -78,9 +78,10 @@ class Window:
         return pc.and_(pc.greater_equal(table["time"], pa.scalar(self.start, pa.timestamp("us", tz="UTC"))),
                        pc.less(table["time"], pa.scalar(self.end, pa.timestamp("us", tz="UTC"))))
 
-    def _skip(self, path: Path, exc: Exception) -> None:
+    def _skip(self, path: str, exc: Exception) -> None:
         self.files.remove(path)
-        self.problems.append(f"{path.name}: unreadable, skipped ({str(exc).splitlines()[0][:200]})")
+        name = path.rsplit("/", 1)[-1]
+        self.problems.append(f"{name}: unreadable, skipped ({str(exc).splitlines()[0][:200]})")
 
     def numbers(self, name: str) -> np.ndarray | None:
         column = self.column(name)
@@ -100,8 +101,8 @@ class Window:
         return 0 if column is None else len(column)
 
 
-def _day(path: Path) -> date | None:
-    folder = path.parent.name
+def _day(path: str) -> date | None:
+    folder = path.rsplit("/", 2)[-2] if path.count("/") >= 1 else ""
     try:
         return date.fromisoformat(folder.removeprefix("date=")) if folder.startswith("date=") else None
     except ValueError:

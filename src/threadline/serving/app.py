@@ -38,6 +38,7 @@ from threadline.serving.batching import MicroBatcher
 from threadline.serving.loading import LoadedVersion, platform_of
 from threadline.serving.predlog import PredictionLog, PredictionRecord
 from threadline.serving.ratelimit import RateLimiter, retry_after_header
+from threadline.serving.segment_upload import SegmentUploader
 from threadline.serving.traffic import TrafficSplit
 
 log = logging.getLogger("threadline.serving")
@@ -77,6 +78,7 @@ class ServingState:
     escalation_queue: str | None = None
     bundles: BundleSpool | None = None
     shipper: BundleShipper | None = None
+    uploader: SegmentUploader | None = None  # a log in S3: sealed segments go there
     ready: bool = False
 
 

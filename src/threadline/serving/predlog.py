@@ -68,13 +68,15 @@ class PredictionLog:
     """Buffers records and writes them from a background thread (see the module docstring).
 
     ``on_flush(n)`` runs on the writer thread after ``n`` records reached disk; ``on_drop(n)``
-    after ``n`` more were dropped. Both must be quick; they delay the next flush.
+    after ``n`` more were dropped; ``on_seal(path)`` after a segment was sealed into ``path``.
+    All must be quick; they delay the next flush.
     """
 
     def __init__(self, root: Path, *, flush_interval: float = 1.0, max_buffer: int = 100_000,
                  rotate_bytes: int = 64 << 20, rotate_seconds: float = 300.0,
                  on_flush: Callable[[int], None] | None = None,
-                 on_drop: Callable[[int], None] | None = None) -> None:
+                 on_drop: Callable[[int], None] | None = None,
+                 on_seal: Callable[[Path], None] | None = None) -> None:
         if flush_interval <= 0 or max_buffer < 1 or rotate_bytes < 1 or rotate_seconds <= 0:
             raise errors.ConfigurationError(
                 "prediction log: flush_interval, max_buffer, rotate_bytes and rotate_seconds "
@@ -87,7 +89,7 @@ class PredictionLog:
         self.root = root
         self._interval, self._max_buffer = flush_interval, max_buffer
         self._rotate_bytes, self._rotate_seconds = rotate_bytes, rotate_seconds
-        self._on_flush, self._on_drop = on_flush, on_drop
+        self._on_flush, self._on_drop, self._on_seal = on_flush, on_drop, on_seal
         self._writer_id = secrets.token_hex(4)
         self._lock = threading.Lock()  # guards the buffer and counters; never held during I/O
         self._io_lock = threading.Lock()  # one flush at a time
@@ -195,10 +197,13 @@ class PredictionLog:
         if not segment.parts:  # its first write failed
             return
         try:
-            segment.seal()
+            sealed = segment.seal()
         except Exception:  # the parts stay complete and readable; only compaction is lost
             logger.exception("prediction log: could not compact segment %s in %s",
                              segment.ident, segment.folder)
+            return
+        if self._on_seal is not None:
+            self._on_seal(sealed)
 
     def _new_drops(self, *, force_log: bool) -> int:
         """Drops since the last call; log them if the last warning is old enough (or forced)."""

@@ -191,10 +191,17 @@ class Segment:
 
 def complete_files(root: Path, deployment: str | None) -> list[Path]:
     """The log files to read: sealed segments, and parts whose segment is not sealed yet."""
-    files = sorted(root.glob(f"deployment={deployment or '*'}/date=*/*.parquet"))
-    sealed = {f.name[len("seg-"):-len(".parquet")] for f in files if f.name.startswith("seg-")}
-    return [f for f in files if f.name.startswith("seg-") or (
-        f.name.startswith("part-") and f.name[len("part-"):].rsplit("-", 1)[0] not in sealed)]
+    listed = sorted(root.glob(f"deployment={deployment or '*'}/date=*/*.parquet"))
+    return [Path(f) for f in complete([str(f) for f in listed])]
+
+
+def complete(paths: list[str]) -> list[str]:
+    """Of the listed files, those to read: sealed segments, and parts whose segment is not sealed
+    yet (a reader listing while a segment is sealed would otherwise count rows twice)."""
+    names = [p.rsplit("/", 1)[-1] for p in paths]
+    sealed = {n[len("seg-"):-len(".parquet")] for n in names if n.startswith("seg-")}
+    return [p for p, n in zip(paths, names) if n.startswith("seg-") or (
+        n.startswith("part-") and n[len("part-"):].rsplit("-", 1)[0] not in sealed)]
 
 
 def read_log(root: Path, deployment: str | None = None) -> pa.Table:

@@ -29,6 +29,7 @@ from threadline.serving.loading import ModelRef, load_version
 from threadline.serving.metrics import ServingMetrics
 from threadline.serving.predlog import PredictionLog
 from threadline.serving.ratelimit import RateLimiter
+from threadline.serving.segment_upload import SegmentUploader
 from threadline.serving.traffic import TrafficSplit
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class ServeConfig:
     escalation_queue: str | None = None
     flush_interval: float = 0.25  # short flushes keep each one brief: p99 follows their size
     otlp_endpoint: str | None = None
+    s3_endpoint_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,9 +114,15 @@ def build_state(config: ServeConfig, progress: Callable[[str], None] = lambda _m
             progress(f"loaded {ref.name}@{loaded.version} in {loaded.load_seconds:.2f} s")
     served = {name: app_module.ServedModel(name, versions[name], TrafficSplit(weights[name])) for name in versions}
     deployment = names.model_name(config.deployment or refs[0].name, field="deployment")
-    predictions = PredictionLog(Path(config.log_dir) if config.log_dir else home / "predictions",
-                                flush_interval=config.flush_interval,
-                                on_flush=metrics.logged.inc, on_drop=metrics.dropped.inc)
+    uploader = None
+    if config.log_dir and config.log_dir.startswith("s3://"):
+        staging = home / "predictions-outbox"
+        uploader = SegmentUploader(staging, config.log_dir, endpoint_url=config.s3_endpoint_url)
+        folder = staging
+    else:
+        folder = Path(config.log_dir) if config.log_dir else home / "predictions"
+    predictions = PredictionLog(folder, flush_interval=config.flush_interval, on_flush=metrics.logged.inc,
+                                on_drop=metrics.dropped.inc, on_seal=uploader.enqueue if uploader else None)
     spool = BundleSpool(home / "bundle-spool" / deployment)
     shipper = BundleShipper(spool, config.control_plane, config.token, on_shipped=metrics.bundles_shipped.inc)
     # Everything loaded so far lives as long as the process: keep the garbage collector from
@@ -126,7 +134,7 @@ def build_state(config: ServeConfig, progress: Callable[[str], None] = lambda _m
         limiter=RateLimiter(config.rate_limit, config.rate_burst), predictions=predictions, metrics=metrics,
         tracer=tracing.tracer(config.otlp_endpoint, f"threadline-serve-{deployment}"),
         max_body_bytes=config.max_body_bytes, escalate_below=config.escalate_below,
-        escalation_queue=config.escalation_queue, bundles=spool, shipper=shipper, ready=True)
+        escalation_queue=config.escalation_queue, bundles=spool, shipper=shipper, uploader=uploader, ready=True)
 
 
 def _observer(metrics: ServingMetrics, labels: tuple[str, str]) -> Callable[[int, int], None]:
@@ -152,6 +160,8 @@ def create_app(state: app_module.ServingState) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         if state.shipper is not None:
             state.shipper.start()  # here, not in build_state: each --workers process ships from its own thread
+        if state.uploader is not None:
+            state.uploader.start()
         try:
             yield
         finally:
@@ -161,7 +171,9 @@ def create_app(state: app_module.ServingState) -> Starlette:
                     await version.batcher.close()
             if state.tokens is not None:
                 await state.tokens.close()
-            state.predictions.close()  # flushes every buffered record
+            state.predictions.close()  # flushes every buffered record and seals every segment
+            if state.uploader is not None:
+                state.uploader.close()  # uploads the sealed segments (what fails stays staged)
             if state.shipper is not None:
                 state.shipper.close()  # one last attempt; what is left stays spooled for the next start
             state.tracer.shutdown()  # and every span still queued
