@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+import pydantic
+
 from threadline import ports
 from threadline.capacity import cost, prices, recommend
 from threadline.domain import access, errors, models
@@ -58,7 +60,10 @@ class Capacity:
             samples = tx.utilization(record.name, record.environment, now - window, now)
         if not samples or not record.spec:
             return None
-        asked = requested(_spec(record))
+        try:
+            asked = requested(_spec(record))
+        except pydantic.ValidationError:  # a spec stored by an older version: no comparison, not an error page
+            return None
         cpu = sum(s.cpu_cores for s in samples) / len(samples)
         memory = sum(s.rss_bytes for s in samples) / len(samples)
         gpus = [s.gpu_util for s in samples if s.gpu_util is not None]
