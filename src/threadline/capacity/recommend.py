@@ -25,8 +25,8 @@ usage plus a safety margin), adapted to what a model server is judged by, its la
 
 The saving compares requested cost x the average replicas observed with recommended cost x
 the replicas the new bounds would run on the same traffic, over a 730-hour month, at
-on-demand prices. It includes the GPU advice, which a person must act on (the spec has no
-GPU type); ``evidence["gpu_saving_per_month"]`` says how much of it that is. Capacity is
+on-demand prices. It includes the GPU advice, which a person must act on (new hardware is
+not written to Git for them); ``evidence["gpu_saving_per_month"]`` says how much of it that is. Capacity is
 what a replica was seen to serve, so an over-provisioned deployment's is a lower bound: the
 bounds stay safe, and shrink further once a later window shows busier replicas.
 """
@@ -76,7 +76,7 @@ class Requested:
 class Recommendation:
     """New requests and bounds, with why (``evidence``), what they save and what they risk.
 
-    ``gpu`` is advice for a person (GPU type and sharing are not fields of the spec), or None
+    ``gpu`` is advice for a person (new hardware and sharing are not written to Git), or None
     when the deployment uses no GPU. ``saving_per_month`` is positive when the recommendation
     is cheaper, in the price table's currency.
     """
@@ -150,7 +150,7 @@ def recommend(samples: Sequence[MinuteSample], requested: Requested, *, slo_p99_
         "window_start": start.isoformat(), "window_end": end.isoformat(), "minutes": minutes,
         "replicas_seen": len({s.replica for s in inside}), "average_replicas": round(current_replicas, 3),
         "expected_replicas": round(future_replicas, 3), **_usage(cpu, rss), **_traffic_evidence(traffic, slo_p99_ms),
-        "gpu_saving_per_month": round(gpu_saving, 2),  # advice only: GPU type is not a field of the spec
+        "gpu_saving_per_month": round(gpu_saving, 2),  # advice only: a person changes the hardware
         "method": (f"cpu: p{CPU_PERCENTILE * 100:g} + {MARGIN:.0%}, step {CPU_STEP_MILLI}m; memory: peak + "
                    f"{MARGIN:.0%}, step 64Mi; replicas: peak and p{MIN_TRAFFIC_PERCENTILE * 100:g} requests/s "
                    f"over per-replica capacity within the SLO, max x {REPLICA_HEADROOM:g}"),
