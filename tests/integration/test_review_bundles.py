@@ -62,7 +62,8 @@ def start_server(plane: ControlPlane, port: int) -> subprocess.Popen[bytes]:
     log = (plane.home.parent / "serve-review.log").open("ab")
     process = subprocess.Popen([sys.executable, "-m", "threadline", "serve", "-m", "triage-model@1", "--port",
                                 str(port), "--deployment-name", DEPLOYMENT, "--escalate-below", "0.9",
-                                "--queue", "triage-review"], env=env, stdout=log, stderr=subprocess.STDOUT)
+                                "--escalate-rule", "c > 5", "--queue", "triage-review"],
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
@@ -147,6 +148,17 @@ def test_a_low_confidence_prediction_becomes_a_signed_bundle_a_reviewer_resolves
     assert quality[-1]["count"] == 1 and quality[-1]["metrics"]["accuracy"] == 0.0
     actions = {e["action"] for e in registered.audit_entries(object=f"bundle/{bundle_id}")}
     assert {"bundle.received", "bundle.read", "review.claimed", "review.resolved"} <= actions
+
+
+def test_a_rule_escalates_a_confident_prediction(sqlite_plane: ControlPlane, registered: Client,
+                                                 endpoint: tuple[str, int]) -> None:
+    url, _port = endpoint
+    sure = pd.DataFrame({"a": [2.5, 2.5], "b": [2.0, 2.0], "c": [0.1, 6.0]})  # confident; c > 5 on the second
+    answer = infer(url, sqlite_plane.token, sure)
+    assert answer["parameters"]["escalated"] == [False, True]
+    bundle_id = answer["parameters"]["prediction_ids"][1]
+    wait_for(lambda: _has_task(registered, bundle_id), timeout=30, what="the rule's bundle")
+    assert registered.bundle(bundle_id)["bundle"]["reason"] == "rule: c > 5"
 
 
 def _has_task(client: Client, bundle_id: str) -> bool:

@@ -336,6 +336,8 @@ class LocalRuntime:
                  "--rate-limit", str(serving.rate_limit), "--rate-burst", str(serving.rate_burst)]
         if workload.escalate_below is not None:
             args += ["--escalate-below", str(workload.escalate_below)]
+        for rule in workload.escalate_rules:
+            args += ["--escalate-rule", rule]
         env = {**os.environ, "THREADLINE_URL": self._url, "THREADLINE_TOKEN": self._token,
                "THREADLINE_HOME": str(self._home)}
         log_path = self._log_path(workload.key, port)
@@ -469,7 +471,8 @@ def _exclusive_lock(path: Path) -> int:
 def _same_serving(a: model.Workload, b: model.Workload) -> bool:
     """Whether ``b`` can be reached from ``a`` by changing only the replica count."""
     return (a.weights() == b.weights() and a.serving == b.serving
-            and a.escalate_below == b.escalate_below and a.config_hash == b.config_hash)
+            and a.escalate_below == b.escalate_below and a.escalate_rules == b.escalate_rules
+            and a.config_hash == b.config_hash)
 
 
 def _stat(pid: int) -> tuple[str, int, int] | None:

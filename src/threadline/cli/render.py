@@ -37,6 +37,7 @@ def render(
     from threadline.client import Client
     from threadline.gitops import documents
     from threadline.gitops import model as gitops_model
+    from threadline.gitops import planner
     from threadline.gitops import render as renderer
 
     if path.is_dir():
@@ -55,12 +56,8 @@ def render(
             wanted = deployment.spec
             reference = wanted.version if wanted.version is not None else str(wanted.alias)
             found = client.get_version(wanted.model, reference)
-            workload = gitops_model.Workload(
-                key=deployment.key,
-                stable=gitops_model.Revision(wanted.model, int(found["version"]), str(found["artifact_digest"])),
-                replicas=wanted.replicas.min, serving=wanted.serving,
-                escalate_below=None if wanted.escalation is None else wanted.escalation.confidence_below,
-                config_hash=gitops_model.config_hash(wanted))
+            workload = planner.workload_of(deployment, gitops_model.Revision(
+                wanted.model, int(found["version"]), str(found["artifact_digest"])))
             manifests += renderer.render(deployment, workload, image=image, namespace=namespace,
                                          control_plane_url=url, token_secret=token_secret)
     if not manifests:

@@ -28,6 +28,8 @@ def serve(
     rate_limit: float = typer.Option(0.0, min=0, help="Requests per second per token (0: unlimited)."),
     rate_burst: int = typer.Option(100, min=1, help="Burst size of the per-token rate limit."),
     max_body_bytes: int = typer.Option(8 << 20, min=1, help="Largest request body (413 beyond)."),
+    escalate_rule: list[str] = typer.Option([], "--escalate-rule", help="Always escalate where this holds: "
+                                            "NAME OP VALUE, e.g. \"label == fraud\" (repeatable)."),
     escalate_below: Optional[float] = typer.Option(None, min=0, max=1,
                                                    help="Mark predictions whose confidence is below this."),
     queue: Optional[str] = typer.Option(None, help="Review queue of escalated predictions (default: the "
@@ -62,6 +64,7 @@ def serve(
         max_batch_rows, max_wait_ms, rate_limit, rate_burst = spec.batching
         escalate_below = spec.escalate_below if escalate_below is None else escalate_below
         queue = queue or spec.escalation_queue
+        escalate_rule = escalate_rule or spec.escalate_rules
     if not model:
         raise errors.InvalidInput("nothing to serve: give --model NAME@VERSION (repeatable) or --deployment FILE")
     config = server.ServeConfig(
@@ -69,7 +72,8 @@ def serve(
         deployment=deployment_name, token_file=str(token_file) if token_file else None,
         log_dir=log_dir or Settings().prediction_log_url, max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms,
         rate_limit=rate_limit, rate_burst=rate_burst, max_body_bytes=max_body_bytes,
-        escalate_below=escalate_below, escalation_queue=queue, flush_interval=flush_interval,
+        escalate_below=escalate_below, escalate_rules=escalate_rule, escalation_queue=queue,
+        flush_interval=flush_interval,
         otlp_endpoint=TelemetrySettings().otel_exporter_otlp_endpoint, s3_endpoint_url=Settings().s3_endpoint_url)
     if (tls_cert is None) != (tls_key is None):
         raise errors.InvalidInput("HTTPS needs both --tls-cert and --tls-key")

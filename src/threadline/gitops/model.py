@@ -41,6 +41,7 @@ class Workload:
     replicas: int
     serving: deployment_spec.Serving
     escalate_below: float | None = None
+    escalate_rules: tuple[str, ...] = ()
     canary: Revision | None = None
     canary_weight: int = 0  # percent of traffic to the canary, 0-100
     config_hash: str = ""   # of the spec fields the runtime needs (serving, resources, escalation)

@@ -104,10 +104,15 @@ def describe_workload(workload: Workload) -> str:
 def target(desired: Desired) -> Workload:
     """The workload Git asks for once every rollout step is done."""
     assert desired.revision is not None
-    deployment = desired.deployment
+    return workload_of(desired.deployment, desired.revision)
+
+
+def workload_of(deployment: spec.ModelDeployment, revision: Revision) -> Workload:
+    """What a deployment's spec asks a runtime to run, with ``revision`` as the stable version."""
     body = deployment.spec
-    return Workload(key=deployment.key, stable=desired.revision, replicas=body.replicas.min, serving=body.serving,
+    return Workload(key=deployment.key, stable=revision, replicas=body.replicas.min, serving=body.serving,
                     escalate_below=body.escalation.confidence_below if body.escalation else None,
+                    escalate_rules=tuple(body.escalation.rules) if body.escalation else (),
                     config_hash=config_hash(body), replicas_max=body.replicas.max)
 
 

@@ -180,6 +180,8 @@ def serve_args(workload: model.Workload) -> list[str]:
              "--rate-limit", _number(serving.rate_limit), "--rate-burst", str(serving.rate_burst)]
     if workload.escalate_below is not None:
         args += ["--escalate-below", _number(workload.escalate_below)]
+    for rule in workload.escalate_rules:
+        args += ["--escalate-rule", rule]
     return args
 
 

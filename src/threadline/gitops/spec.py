@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from threadline.domain import escalation_rules
 from threadline.gitops import values
 
 API_VERSION = "threadline/v1"
@@ -227,6 +228,14 @@ class Escalation(_Spec):
 
     confidence_below: float = Field(gt=0, le=1)
     queue: values.QueueName
+    rules: list[str] = Field(default_factory=list, max_length=50, description=(
+        "Predictions a person must see whatever the confidence: NAME OP VALUE over an input, an output "
+        "or confidence, e.g. \"label == fraud\" or \"amount > 10000\"."))
+
+    @field_validator("rules")
+    @classmethod
+    def _rules_parse(cls, rules: list[str]) -> list[str]:
+        return [escalation_rules.parse(rule).text for rule in rules]
 
 
 class Serving(_Spec):

@@ -71,7 +71,7 @@ def workload_json(workload: Workload | None) -> dict[str, Any] | None:
         return None
     return {"key": list(workload.key), "stable": dataclasses.asdict(workload.stable), "replicas": workload.replicas,
             "serving": workload.serving.model_dump(mode="json", by_alias=True),
-            "escalate_below": workload.escalate_below,
+            "escalate_below": workload.escalate_below, "escalate_rules": list(workload.escalate_rules),
             "canary": None if workload.canary is None else dataclasses.asdict(workload.canary),
             "canary_weight": workload.canary_weight, "config_hash": workload.config_hash,
             "replicas_max": workload.replicas_max}
@@ -84,7 +84,8 @@ def workload_from_json(data: dict[str, Any] | None) -> Workload | None:
     assert stable is not None
     return Workload(key=(data["key"][0], data["key"][1]), stable=stable, replicas=int(data["replicas"]),
                     serving=deployment_spec.Serving.model_validate(data["serving"]),
-                    escalate_below=data["escalate_below"], canary=_revision(data["canary"]),
+                    escalate_below=data["escalate_below"], escalate_rules=tuple(data.get("escalate_rules", ())),
+                    canary=_revision(data["canary"]),
                     canary_weight=int(data["canary_weight"]), config_hash=data["config_hash"],
                     replicas_max=int(data.get("replicas_max", 0)))
 

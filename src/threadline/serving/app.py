@@ -29,9 +29,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from threadline import __version__
-from threadline.domain import errors, models
+from threadline.domain import errors, escalation_rules, models
 from threadline.serving import metrics as metrics_module
-from threadline.serving import _binary, tensors, tracing
+from threadline.serving import _binary, escalation, tensors, tracing
 from threadline.serving.auth import TokenVerifier
 from threadline.serving.bundle_spool import BundleShipper, BundleSpool
 from threadline.serving.batching import MicroBatcher
@@ -75,6 +75,7 @@ class ServingState:
     tracer: tracing.Tracer = field(default_factory=tracing.W3CTracer)
     max_body_bytes: int = 8 << 20
     escalate_below: float | None = None
+    escalate_rules: tuple[escalation_rules.Rule, ...] = ()
     escalation_queue: str | None = None
     bundles: BundleSpool | None = None
     shipper: BundleShipper | None = None
@@ -198,12 +199,16 @@ def create_app(state: ServingState) -> Starlette:
         confidence = _confidence(outputs)
         requested = decoded.parameters.get("escalate") is True
         escalated = _escalated(confidence, state.escalate_below, decoded.rows, requested)
+        ruled: list[str | None] = [None] * decoded.rows
+        if state.escalate_rules:
+            hit, ruled = escalation.matches(state.escalate_rules, decoded.tensors, outputs, confidence, decoded.rows)
+            escalated = escalated | hit
         ids = [base] if decoded.rows == 1 else [f"{base}-{i}" for i in range(decoded.rows)]
         if escalated.any():
             escalated = await _spool_bundles(state, loaded, ids, span.trace_id, decoded, outputs, confidence,
-                                             escalated, requested)
+                                             escalated, requested, ruled)
         parameters: dict[str, Any] = {"prediction_ids": ids}
-        if state.escalate_below is not None or requested:
+        if state.escalate_below is not None or state.escalate_rules or requested:
             parameters["escalated"] = escalated.tolist()
         payload, header_length = tensors.encode_response(served.name, str(loaded.version), request_id, outputs,
                                                          wanted, parameters, decoded.binary_outputs)
@@ -277,15 +282,16 @@ _CLIENT_ERRORS = (errors.InvalidInput, errors.PayloadTooLarge, errors.NotFound, 
 
 async def _spool_bundles(state: ServingState, loaded: LoadedVersion, ids: list[str], trace_id: str,
                          decoded: tensors.Request, outputs: dict[str, np.ndarray], confidence: np.ndarray | None,
-                         escalated: np.ndarray, requested: bool) -> np.ndarray:
+                         escalated: np.ndarray, requested: bool, ruled: list[str | None]) -> np.ndarray:
     """Spool a context bundle per escalated row; rows whose bundle was not kept are not escalated."""
     if state.bundles is None:
         return np.zeros_like(escalated)
     loop = asyncio.get_running_loop()
     kept = escalated.copy()
     for row in np.flatnonzero(escalated):
+        reason = _reason(state, confidence, int(row), requested, ruled[row])
         if not await loop.run_in_executor(None, _keep_bundle, state, loaded, ids[row], trace_id, decoded, outputs,
-                                          confidence, int(row), requested):
+                                          confidence, int(row), reason):
             kept[row] = False
             state.metrics.bundles_refused.inc()
     if kept.any() and state.shipper is not None:
@@ -295,12 +301,12 @@ async def _spool_bundles(state: ServingState, loaded: LoadedVersion, ids: list[s
 
 def _keep_bundle(state: ServingState, loaded: LoadedVersion, prediction_id: str, trace_id: str,
                  decoded: tensors.Request, outputs: dict[str, np.ndarray], confidence: np.ndarray | None, row: int,
-                 requested: bool) -> bool:
+                 reason: str) -> bool:
     """Build and spool one bundle; False (logged) when it could not be kept, so the answer says
     "not escalated" rather than promising a review that will never happen."""
     assert state.bundles is not None
     try:
-        draft = _draft(state, loaded, prediction_id, trace_id, decoded, outputs, confidence, row, requested)
+        draft = _draft(state, loaded, prediction_id, trace_id, decoded, outputs, confidence, row, reason)
         return state.bundles.put(prediction_id, draft)
     except Exception:
         log.exception("could not keep the context bundle of prediction %s; answered as not escalated",
@@ -309,8 +315,7 @@ def _keep_bundle(state: ServingState, loaded: LoadedVersion, prediction_id: str,
 
 
 def _draft(state: ServingState, loaded: LoadedVersion, prediction_id: str, trace_id: str, decoded: tensors.Request,
-           outputs: dict[str, np.ndarray], confidence: np.ndarray | None, row: int,
-           requested: bool) -> dict[str, Any]:
+           outputs: dict[str, np.ndarray], confidence: np.ndarray | None, row: int, reason: str) -> dict[str, Any]:
     """A bundle as the serving process knows it; the control plane completes and signs it.
 
     The decision chain is computed for the one row, alone, because a replay runs it alone: a
@@ -318,8 +323,6 @@ def _draft(state: ServingState, loaded: LoadedVersion, prediction_id: str, trace
     """
     inputs = {name: value[row:row + 1] for name, value in decoded.tensors.items()}
     score = None if confidence is None else float(confidence[row])
-    reason = "requested by the client (parameters.escalate)" if requested else \
-        f"confidence {score:.4f} below {state.escalate_below:g}"
     return {
         "id": prediction_id, "created": datetime.now(timezone.utc).isoformat(), "deployment": state.deployment,
         "queue": state.escalation_queue, "reason": reason, "trace_id": trace_id, "model": loaded.model,
@@ -332,6 +335,15 @@ def _draft(state: ServingState, loaded: LoadedVersion, prediction_id: str, trace
         "outputs": {name: value[row].tolist() for name, value in outputs.items()},
         "confidence": score,
     }
+
+
+def _reason(state: ServingState, confidence: np.ndarray | None, row: int, requested: bool, rule: str | None) -> str:
+    """Why a person must look: the client asked, the confidence is low, or a rule holds."""
+    if requested:
+        return "requested by the client (parameters.escalate)"
+    if confidence is not None and state.escalate_below is not None and confidence[row] < state.escalate_below:
+        return f"confidence {float(confidence[row]):.4f} below {state.escalate_below:g}"
+    return rule or "escalated"
 
 
 def _log_failure(state: ServingState, loaded: LoadedVersion, trace_id: str, latency_ms: float) -> None:

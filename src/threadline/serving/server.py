@@ -12,14 +12,14 @@ import gc
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 from starlette.applications import Starlette
 
 from threadline.client import Client
-from threadline.domain import errors, names
+from threadline.domain import errors, escalation_rules, names
 from threadline.serving import app as app_module
 from threadline.serving import tracing
 from threadline.serving.auth import ControlPlaneTokens, TokenFile, TokenVerifier
@@ -56,6 +56,7 @@ class ServeConfig:
     rate_burst: int = 100
     max_body_bytes: int = 8 << 20
     escalate_below: float | None = None
+    escalate_rules: list[str] = field(default_factory=list)
     escalation_queue: str | None = None
     flush_interval: float = 0.25  # short flushes keep each one brief: p99 follows their size
     otlp_endpoint: str | None = None
@@ -70,6 +71,7 @@ class DeploymentServing:
     models: list[str]
     batching: tuple[int, float, float, int]  # max rows, max wait ms, rate limit, rate burst
     escalate_below: float | None
+    escalate_rules: list[str]
     escalation_queue: str | None
 
 
@@ -84,6 +86,7 @@ def from_deployment(deployments: list[spec_module.ModelDeployment], source: Path
         name=document.metadata.name, models=[f"{spec.model}@{ref}"],
         batching=(serving.max_batch_rows, serving.max_wait_ms, serving.rate_limit, serving.rate_burst),
         escalate_below=spec.escalation.confidence_below if spec.escalation else None,
+        escalate_rules=list(spec.escalation.rules) if spec.escalation else [],
         escalation_queue=spec.escalation.queue if spec.escalation else None)
 
 
@@ -134,7 +137,15 @@ def build_state(config: ServeConfig, progress: Callable[[str], None] = lambda _m
         limiter=RateLimiter(config.rate_limit, config.rate_burst), predictions=predictions, metrics=metrics,
         tracer=tracing.tracer(config.otlp_endpoint, f"threadline-serve-{deployment}"),
         max_body_bytes=config.max_body_bytes, escalate_below=config.escalate_below,
+        escalate_rules=_rules(config.escalate_rules),
         escalation_queue=config.escalation_queue, bundles=spool, shipper=shipper, uploader=uploader, ready=True)
+
+
+def _rules(texts: list[str]) -> tuple[escalation_rules.Rule, ...]:
+    try:
+        return tuple(escalation_rules.parse(text) for text in texts)
+    except ValueError as exc:
+        raise errors.InvalidInput(str(exc), field="escalate_rule") from None
 
 
 def _observer(metrics: ServingMetrics, labels: tuple[str, str]) -> Callable[[int, int], None]:
