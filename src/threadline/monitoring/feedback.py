@@ -14,12 +14,12 @@ in: the next read recomputes them (``monitoring.service``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, Sequence
 
 from threadline import ports
 from threadline.audit.log import AuditLog
-from threadline.domain import access, errors, models, names
+from threadline.domain import access, errors, models, names, prediction_ids
 from threadline.monitoring import accuracy
 from threadline.monitoring.log_location import LogLocation
 from threadline.monitoring.window import Window
@@ -88,7 +88,7 @@ class Feedback:
 
     def _predictions(self, deployment: str, ids: set[str],
                      result: FeedbackResult) -> dict[str, tuple[datetime, str, int]]:
-        window = Window.of(self._log, deployment, *_ALL_TIME)
+        window = Window.of(self._log, deployment, *self._span(ids))
         table = window.matching(["model", "version"], ids)
         result.problems.extend(window.problems)
         if "model" not in table.column_names:
@@ -96,6 +96,15 @@ class Feedback:
         return {pid: (time, model, int(version)) for pid, time, model, version in zip(
             table["prediction_id"].to_pylist(), table["time"].to_pylist(), table["model"].to_pylist(),
             table["version"].to_pylist())}
+
+    def _span(self, ids: set[str]) -> tuple[datetime, datetime]:
+        """The days to read: around the times the ids carry, or everything for ids that carry none."""
+        now = self._clock.now()
+        times = [prediction_ids.time_of(pid, now=now) for pid in ids]
+        if not times or any(t is None for t in times):
+            return _ALL_TIME
+        known = [t for t in times if t is not None]
+        return min(known) - timedelta(days=1), max(known) + timedelta(days=1)
 
     def _kinds(self, versions: set[tuple[str, int]]) -> Mapping[tuple[str, int], str]:
         with self._store.reading() as tx:
