@@ -27,7 +27,6 @@ REPO_ROOT = BENCH_DIR.parent
 LOOPBACK = "127.0.0.1"
 
 VENV_DIR = BENCH_DIR / ".venv-mlflow"
-VENV_MARKER = VENV_DIR / ".bench-requirements"
 MLFLOW_REQUIREMENT = "mlflow==3.17.2"
 
 
@@ -250,27 +249,29 @@ def ensure_mlflow_venv(status: Callable[[str], None]) -> Path:
     """Create (once) bench/.venv-mlflow with MLflow and the main env's scikit-learn version."""
     import sklearn
 
-    requirements = [MLFLOW_REQUIREMENT, f"scikit-learn=={sklearn.__version__}"]
+    return ensure_venv(VENV_DIR, [MLFLOW_REQUIREMENT, f"scikit-learn=={sklearn.__version__}"], status)
+
+
+def ensure_venv(folder: Path, requirements: list[str], status: Callable[[str], None]) -> Path:
+    """A reference system's own venv, so its pins never touch ours; reinstalled when the
+    requirements change (a marker file in the venv remembers them). Returns its python."""
     wanted = "\n".join(requirements) + "\n"
-    python = VENV_DIR / "bin" / "python"
-    if python.exists() and VENV_MARKER.exists() and VENV_MARKER.read_text() == wanted:
+    marker = folder / ".bench-requirements"
+    python = folder / "bin" / "python"
+    if python.exists() and marker.exists() and marker.read_text() == wanted:
         return python
     if not python.exists():
-        status(f"creating {VENV_DIR.relative_to(REPO_ROOT)} (once; takes a few minutes)")
-        subprocess.run([sys.executable, "-m", "venv", str(VENV_DIR)], check=True)
-    status(f"installing {' '.join(requirements)} into {VENV_DIR.name}")
-    env = {k: v for k, v in base_env().items() if k != "PYTHONPATH"}
+        status(f"creating {folder.relative_to(REPO_ROOT)} (once; takes a few minutes)")
+        subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+    status(f"installing {' '.join(requirements)} into {folder.name}")
+    env = {k: v for k, v in base_env().items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     proc = subprocess.run(
         [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", *requirements],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
     )
     if proc.returncode != 0:
-        raise BenchError(f"pip install into {VENV_DIR} failed:\n{proc.stdout}\n{proc.stderr}")
-    VENV_MARKER.write_text(wanted)
+        raise BenchError(f"pip install into {folder} failed:\n{proc.stdout}\n{proc.stderr}")
+    marker.write_text(wanted)
     return python
 
 

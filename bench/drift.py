@@ -49,6 +49,7 @@ from _procs import (
     BenchError,
     base_env,
     bench_run,
+    ensure_venv,
     interrupt_on_term,
     once,
     stop_group,
@@ -59,7 +60,6 @@ from _procs import (
 RESULT_PREFIX = "BENCH_RESULT "
 DRIVER = BENCH_DIR / "_evidently_driver.py"
 EVIDENTLY_VENV = BENCH_DIR / ".venv-evidently"
-EVIDENTLY_MARKER = EVIDENTLY_VENV / ".bench-requirements"
 # pandas 3 removed ``pandas.core.dtypes.common.infer_dtype_from_object``, which Evidently 0.7.23
 # still imports at ``import evidently``, so its venv keeps pandas 2 (Evidently pins no upper bound).
 EVIDENTLY_REQUIREMENTS = ("evidently==0.7.23", "pandas==2.3.3")
@@ -335,24 +335,7 @@ def ensure_evidently_venv(status) -> Path:
     (so both sides read the Parquet files with the same library)."""
     import pyarrow
 
-    requirements = [*EVIDENTLY_REQUIREMENTS, f"pyarrow=={pyarrow.__version__}"]
-    wanted = "\n".join(requirements) + "\n"
-    python = EVIDENTLY_VENV / "bin" / "python"
-    if python.exists() and EVIDENTLY_MARKER.exists() and EVIDENTLY_MARKER.read_text() == wanted:
-        return python
-    if not python.exists():
-        status(f"creating {EVIDENTLY_VENV.relative_to(REPO_ROOT)} (once; takes a few minutes)")
-        subprocess.run([sys.executable, "-m", "venv", str(EVIDENTLY_VENV)], check=True)
-    status(f"installing {' '.join(requirements)} into {EVIDENTLY_VENV.name}")
-    env = {k: v for k, v in base_env().items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    proc = subprocess.run(
-        [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", *requirements],
-        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
-    )
-    if proc.returncode != 0:
-        raise BenchError(f"pip install into {EVIDENTLY_VENV} failed:\n{proc.stdout}\n{proc.stderr}")
-    EVIDENTLY_MARKER.write_text(wanted)
-    return python
+    return ensure_venv(EVIDENTLY_VENV, [*EVIDENTLY_REQUIREMENTS, f"pyarrow=={pyarrow.__version__}"], status)
 
 
 def run_threadline(args, tmp: Path, ref: Path, cur: Path, columns: list[Column]) -> dict:

@@ -44,7 +44,10 @@ class Capacity:
                        window: timedelta) -> recommend.Recommendation:
         actor.require(access.Permission.READ)
         record = self._record(deployment, environment)
-        return self._recommend(record, window, self.prices())
+        now = self._clock.now()
+        with self._store.reading() as tx:
+            samples = tx.utilization(deployment, environment, now - window, now)
+        return self._recommend(record, samples, (now - window, now), self.prices())
 
     def samples(self, actor: access.Actor, deployment: str, environment: str,
                 window: timedelta) -> list[models.MinuteSample]:
@@ -53,7 +56,8 @@ class Capacity:
         with self._store.reading() as tx:
             return tx.utilization(deployment, environment, now - window, now)
 
-    def usage(self, record: models.DeploymentRecord, window: timedelta = timedelta(hours=1)) -> dict[str, object] | None:
+    def usage(self, record: models.DeploymentRecord,
+              window: timedelta = timedelta(hours=1)) -> dict[str, object] | None:
         """Measured use against the spec's requests over the last ``window`` (None: nothing measured)."""
         now = self._clock.now()
         with self._store.reading() as tx:
@@ -81,15 +85,15 @@ class Capacity:
         now = self._clock.now()
         with self._store.reading() as tx:
             records = [r for r in tx.deployments() if r.spec]
+            measured = [(record, tx.utilization(record.name, record.environment, now - since, now))
+                        for record in records]
         usage = []
-        for record in records:
-            with self._store.reading() as tx:
-                samples = tx.utilization(record.name, record.environment, now - since, now)
+        for record, samples in measured:
             if not samples:
                 continue
             spec = _spec(record)
             try:
-                saving: float | None = self._recommend(record, since, table).saving_per_month
+                saving: float | None = self._recommend(record, samples, (now - since, now), table).saving_per_month
             except errors.InvalidInput:  # too little data for a recommendation: no saving claimed
                 saving = None
             usage.append(cost.UsageRecord(
@@ -100,14 +104,11 @@ class Capacity:
                 predictions=sum(s.requests for s in samples), saving_per_month=saving))
         return cost.report(usage, table, by=by, spot=spot)
 
-    def _recommend(self, record: models.DeploymentRecord, window: timedelta,
-                   table: prices.PriceTable) -> recommend.Recommendation:
+    def _recommend(self, record: models.DeploymentRecord, samples: list[models.MinuteSample],
+                   window: tuple[datetime, datetime], table: prices.PriceTable) -> recommend.Recommendation:
         spec = _spec(record)
-        now = self._clock.now()
-        with self._store.reading() as tx:
-            samples = tx.utilization(record.name, record.environment, now - window, now)
         return recommend.recommend(samples, requested(spec), slo_p99_ms=slo_p99_ms(spec.spec), prices=table,
-                                   minimum_minutes=self._minimum_minutes, now_window=(now - window, now))
+                                   minimum_minutes=self._minimum_minutes, now_window=window)
 
     def _record(self, deployment: str, environment: str) -> models.DeploymentRecord:
         with self._store.reading() as tx:
@@ -125,7 +126,8 @@ def requested(document: deployment_spec.ModelDeployment) -> recommend.Requested:
     spec = document.spec
     return recommend.Requested(
         cpu_cores=values.cpu_cores(spec.resources.cpu), memory_bytes=values.memory_bytes(spec.resources.memory),
-        gpu=spec.resources.gpu, gpu_type=spec.resources.gpu_type, replicas_min=spec.replicas.min, replicas_max=spec.replicas.max)
+        gpu=spec.resources.gpu, gpu_type=spec.resources.gpu_type, replicas_min=spec.replicas.min,
+        replicas_max=spec.replicas.max)
 
 
 def slo_p99_ms(spec: deployment_spec.DeploymentSpec) -> float | None:

@@ -163,7 +163,7 @@ class AlertEvaluator:
                                              timedelta(seconds=retrain.cool_down))
             if not decision.trigger:
                 return
-            context = self._context(record, spec, rule, verdict, consecutive, start, end, decision.reason)
+            context = self._context(tx, record, spec, rule, verdict, consecutive, start, end, decision.reason)
             target = "webhook" if retrain.webhook else f"command {retrain.command}"
             tx.add_monitor_event(models.MonitorEvent(record.name, record.environment, rule.name, "retrain.triggered",
                                                      "info", start, end, {**context, "target": target}, now))
@@ -182,12 +182,11 @@ class AlertEvaluator:
                 return
             self._run_command(argv, orjson.dumps(context))
 
-    def _context(self, record: models.DeploymentRecord, spec: deployment_spec.DeploymentSpec, rule: Rule,
-                 verdict: alerts.Verdict, consecutive: int, start: datetime, end: datetime,
-                 reason: str) -> dict[str, object]:
+    def _context(self, tx: ports.ReadTransaction, record: models.DeploymentRecord,
+                 spec: deployment_spec.DeploymentSpec, rule: Rule, verdict: alerts.Verdict, consecutive: int,
+                 start: datetime, end: datetime, reason: str) -> dict[str, object]:
         """What a retraining job needs to start: the statistics, and where the data lives."""
-        with self._store.reading() as tx:
-            labels = len(tx.feedback(record.name, start, end))
+        labels = len(tx.feedback(record.name, start, end))
         applied = record.state.get("applied") or {}
         served = [revision for revision in (applied.get("stable"), applied.get("canary")) if revision]
         return {

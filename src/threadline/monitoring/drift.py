@@ -278,6 +278,17 @@ def _edges(ref: np.ndarray, given: np.ndarray | None) -> np.ndarray:
     return checked_edges(given, field="reference_edges")
 
 
+def numbers(values: object, *, field: str) -> np.ndarray:
+    """``values`` as a one-dimensional float array, or InvalidInput naming ``field``."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise errors.InvalidInput(f"must be numbers ({exc})", field=field) from None
+    if array.ndim != 1:
+        raise errors.InvalidInput(f"must be one-dimensional, got shape {array.shape}", field=field)
+    return array
+
+
 def checked_edges(given: object, *, field: str) -> np.ndarray:
     """Bin edges as a float array: at least two, finite and non-decreasing, or InvalidInput."""
     try:

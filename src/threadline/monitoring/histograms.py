@@ -138,14 +138,7 @@ def _edges(edges: np.ndarray) -> np.ndarray:
 
 
 def _values(current: np.ndarray) -> np.ndarray:
-    try:
-        array = np.asarray(current, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise errors.InvalidInput(f"must be numbers ({exc})", field="current") from None
-    if array.ndim != 1:
-        raise errors.InvalidInput(f"must be one-dimensional, got shape {array.shape}",
-                                  field="current")
-    return array
+    return drift.numbers(current, field="current")
 
 
 def _counts(counts: Sequence[int], field: str) -> np.ndarray:

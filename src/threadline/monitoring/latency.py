@@ -19,6 +19,7 @@ import dataclasses
 import numpy as np
 
 from threadline.domain import errors
+from threadline.monitoring import drift
 from threadline.monitoring.alerts import Verdict
 
 PERCENTILES = (50.0, 95.0, 99.0)
@@ -95,13 +96,7 @@ def _judge(rule: str, value: float | None, bound: float, count: int, said: str |
 
 
 def _durations(values: np.ndarray) -> np.ndarray:
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise errors.InvalidInput(f"must be numbers ({exc})", field="latency_ms") from None
-    if array.ndim != 1:
-        raise errors.InvalidInput(f"must be one-dimensional, got shape {array.shape}",
-                                  field="latency_ms")
+    array = drift.numbers(values, field="latency_ms")
     if (array < 0).any():
         raise errors.InvalidInput("durations must not be negative", field="latency_ms")
     return array
