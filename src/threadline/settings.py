@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     retrain_commands: dict[str, list[str]] = Field(
         default_factory=dict, description="Commands a spec may name in monitoring.retrain.command (JSON object "
                                           "of name -> argv); a spec can never run anything not listed here.")
+    session_lifetime_seconds: int = Field(default=8 * 3600, gt=0, description="How long a dashboard sign-in "
+                                                                              "lasts (absolute, from sign-in).")
     gitops_repo: str | None = Field(default=None, description="Git repository of ModelDeployment specs; "
                                                               "`threadline up` runs the agent when set.")
     gitops_ref: str = Field(default="main", description="Branch, tag or commit to follow.")
@@ -92,6 +94,10 @@ class Settings(BaseSettings):
     @property
     def secrets_key_path(self) -> Path:
         return self.resolved_home / "secrets.key"
+
+    @property
+    def resolved_session_key_path(self) -> Path:
+        return self.resolved_home / "session.key"
 
     @property
     def webhook_secret_path(self) -> Path:

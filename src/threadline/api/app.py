@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from threadline import __version__
+from threadline import __version__, dashboard
 from threadline.api import (errors, limits, routes_artifacts, routes_audit, routes_gitops, routes_governance,
                             routes_capacity, routes_identity, routes_models, routes_monitoring, routes_review)
 from threadline.api.auth import needs, permission_of
@@ -31,6 +31,7 @@ def create_app(services: Services) -> FastAPI:
     for router in routers:
         app.include_router(router)
     app.state.schema = lambda: _with_permissions(app.openapi(), routers)
+    dashboard.install(app, services)
 
     app.add_middleware(limits.BodyLimit, max_bytes=services.settings.max_request_bytes,
                        exempt_prefixes=(routes_artifacts.router.prefix, routes_review.IMPORT_PATH))

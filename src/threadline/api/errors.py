@@ -43,12 +43,12 @@ def _threadline_error(request: Request, exc: errors.ThreadlineError) -> JSON:
     if status >= 500:
         log.error("request failed: %s", exc)
     if status == 403:
-        _audit_refusal(request, exc)
+        audit_refusal(request, exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSON({"error": str(exc)}, status_code=status, headers=headers)
 
 
-def _audit_refusal(request: Request, exc: errors.ThreadlineError) -> None:
+def audit_refusal(request: Request, exc: errors.ThreadlineError) -> None:
     """Every refusal of an authenticated caller is an audit entry naming the rule it broke."""
     services = request.app.state.services
     actor = getattr(request.state, "actor_name", "anonymous")
