@@ -89,7 +89,7 @@ def _unexpected(request: Request, exc: Exception) -> Response:
 def _sign_in(request: Request, exc: web.SignInRequired) -> Response:
     """No session: a plain visit goes to the sign-in form; a dead session is told why (401)."""
     if exc.reason is None and request.method == "GET":
-        return RedirectResponse(web.sign_in_url(request.url.path), status_code=303)
+        return RedirectResponse(web.sign_in_url(request), status_code=303)
     response = routes_session.login_page(request, status=401, message=exc.reason or "Sign in first.",
                                          next_path=request.url.path if request.method == "GET" else "/")
     response.delete_cookie(COOKIE, path="/")

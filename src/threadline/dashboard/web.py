@@ -126,5 +126,7 @@ def render(request: Request, template: str, *, status: int = 200, viewer: Viewer
     return HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
 
 
-def sign_in_url(next_path: str) -> str:
-    return "/login?next=" + quote(next_path, safe="/")
+def sign_in_url(request: Request) -> str:
+    """The sign-in form, set to come back to this page (with its query) afterwards."""
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return "/login?next=" + quote(here, safe="/")
