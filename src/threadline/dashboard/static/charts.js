@@ -1,7 +1,7 @@
 // Draws every [data-chart] element from the JSON script named by its data-chart attribute.
-// Spec: {kind: "lines" | "bars", x: [...], time: bool, xLabel, yLabel,
+// Spec: {kind: "lines" | "bars", x: [...], time: bool, xLabel, yLabel, xTicks?: [...],
 //        series: [{label, values: [...]}]}. Lines over time take x in Unix seconds; bars take
-// bin edges' centres. Once drawn, the element gets data-rendered="true" (the browser tests
+// 1-based bin numbers, named on the axis by xTicks when given, and start at zero. Once drawn, the element gets data-rendered="true" (the browser tests
 // look for it).
 (function () {
   "use strict";
@@ -35,6 +35,15 @@
       series: [{ label: spec.xLabel || "x" }].concat(seriesOptions(spec)),
       legend: { show: true },
     };
+    if (spec.kind === "bars") {
+      options.scales.y = { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } };
+      options.scales.x.range = function (u, min, max) { return [min - 0.5, max + 0.5]; };
+      if (spec.xTicks) {
+        options.axes[0].values = function (u, splits) {
+          return splits.map(function (v) { return Number.isInteger(v) ? (spec.xTicks[v - 1] || "") : ""; });
+        };
+      }
+    }
     var data = [spec.x].concat(spec.series.map(function (s) { return s.values; }));
     var plot = new uPlot(options, data, element);
     element.setAttribute("data-rendered", "true");
