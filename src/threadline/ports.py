@@ -123,9 +123,11 @@ class ReadTransaction(Protocol):
         """(seq, hash) of the newest audit entry, as recorded by the chain head."""
 
     def audit_entries(self, *, after: int, limit: int, actor: str | None = None, action: str | None = None,
-                      object_prefix: str | None = None) -> list[hashchain.AuditEntry]:
-        """Entries after ``after``; ``action`` ending in ``.`` matches a family (``approval.``)
-        and ``object_prefix`` matches the object and everything below it."""
+                      object_prefix: str | None = None, before: int | None = None,
+                      newest_first: bool = False) -> list[hashchain.AuditEntry]:
+        """Entries after ``after`` (and before ``before``), oldest first unless ``newest_first``;
+        ``action`` ending in ``.`` matches a family (``approval.``) and ``object_prefix`` matches
+        the object and everything below it."""
 
     def count_audit_entries(self, *, actor: str | None = None, action: str | None = None,
                             object_prefix: str | None = None) -> int:

@@ -207,3 +207,17 @@ def test_lifecycle_transitions_are_audited(world: World) -> None:
     assert world.registry.transition(BOB, "iris", 1, Event.ARCHIVE).status == "archived"
     assert world.registry.get_version("iris", 1).status == "archived"
     assert world.audit_actions()[-3:] == ["version.validate", "version.deprecate", "version.archive"]
+
+
+def test_audit_entries_read_a_range_either_way(world: World) -> None:
+    for name in ("a", "b", "c"):
+        world.register(name)
+    with world.store.reading() as tx:
+        every = [e.seq for e in tx.audit_entries(after=0, limit=100)]
+        newest = [e.seq for e in tx.audit_entries(after=0, limit=2, newest_first=True)]
+        below = [e.seq for e in tx.audit_entries(after=every[0], before=every[-1], limit=100, newest_first=True)]
+        registrations = [e.seq for e in tx.audit_entries(after=0, before=every[-1] + 1, limit=100,
+                                                         action="version.", newest_first=True)]
+    assert every == sorted(every) and newest == every[::-1][:2]
+    assert below == every[1:-1][::-1]
+    assert len(registrations) == 3 and registrations == sorted(registrations, reverse=True)

@@ -126,10 +126,12 @@ class SqlReadTransaction:
         return None if row is None or row.seq == 0 else (int(row.seq), row.hash)
 
     def audit_entries(self, *, after: int, limit: int, actor: str | None = None, action: str | None = None,
-                      object_prefix: str | None = None) -> list[hashchain.AuditEntry]:
-        filters = _audit_filters(actor, action, object_prefix)
-        stmt = (sa.select(t.audit_entries).where(t.audit_entries.c.seq > after, *filters)
-                .order_by(t.audit_entries.c.seq).limit(limit))
+                      object_prefix: str | None = None, before: int | None = None,
+                      newest_first: bool = False) -> list[hashchain.AuditEntry]:
+        seq = t.audit_entries.c.seq
+        filters = _audit_filters(actor, action, object_prefix) + ([seq < before] if before is not None else [])
+        stmt = (sa.select(t.audit_entries).where(seq > after, *filters)
+                .order_by(seq.desc() if newest_first else seq).limit(limit))
         return [records.audit_entry(row) for row in self._c.execute(stmt)]
 
     def count_audit_entries(self, *, actor: str | None = None, action: str | None = None,
