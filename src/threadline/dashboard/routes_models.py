@@ -84,7 +84,7 @@ def model_page(request: Request, viewer: web.SignedIn, name: str, version: int |
         aliases = tx.aliases(model.name)
         held = lineage_graph.placements(tx.deployments(), model.name, aliases)
         approvals = tx.approvals(model.name)
-        pending = _pending(approvals)
+        pending = _pending(tx, model, approvals, services.governance.policy(tx).parsed)
         latest = tx.latest_version(model.name)
         focus = version or latest
         versions = _versions(tx, model.name, latest, {p.version for p in held} | {p.version for p in pending} | {focus})
@@ -173,8 +173,10 @@ def _policy_environments(parsed: policy.GovernancePolicy, tier: models.RiskTier)
     return {env for env in rules if env != policy.WILDCARD}, policy.WILDCARD in rules
 
 
-def _pending(approvals: Sequence[models.Approval]) -> list[Pending]:
-    """Open approval rounds, newest version first, from the immutable decision records."""
+def _pending(tx: ports.ReadTransaction, model: models.Model, approvals: Sequence[models.Approval],
+             rules: policy.GovernancePolicy) -> list[Pending]:
+    """Rounds still waiting for approvers, newest version first, from the immutable decision
+    records: requested, not rejected, and short of the approvers the policy asks for."""
     by_version: dict[int, list[models.Approval]] = defaultdict(list)
     for record in approvals:
         by_version[record.version].append(record)
@@ -182,7 +184,9 @@ def _pending(approvals: Sequence[models.Approval]) -> list[Pending]:
     for number, records in sorted(by_version.items(), reverse=True):
         for environment in sorted({r.environment for r in records}):
             state = gates.approval_state(records, environment)
-            if state.requested:
+            needed = rules.gates(model.risk_tier, environment)
+            if state.requested and (needed is None or gates.approvals_gate(
+                    tx.get_version(model.name, number), state, needed).outcome is not gates.Outcome.PASS):
                 request = [r for r in records if r.environment == environment
                            and r.decision is models.Decision.REQUEST][-1]
                 found.append(Pending(number, environment, request, state.approvers))

@@ -101,7 +101,7 @@ def check(model: models.Model, version: models.ModelVersion, card: cards.ModelCa
         *(_metric(version, rule) for rule in gates.metrics),
         *([_fairness(card, gates.fairness.max_disparity)] if gates.fairness else []),
         *([_lineage(version)] if gates.lineage else []),
-        _approvals(version, approval_state(approvals, environment), gates),
+        approvals_gate(version, approval_state(approvals, environment), gates),
         *([_monitoring(spec)] if gates.monitoring else []),
         *([_escalation(spec)] if gates.escalation else []),
     ]
@@ -174,7 +174,9 @@ def _lineage(version: models.ModelVersion) -> Gate:
                                          f"commit {lineage.code_commit}")
 
 
-def _approvals(version: models.ModelVersion, state: ApprovalState, gates: Gates) -> Gate:
+def approvals_gate(version: models.ModelVersion, state: ApprovalState, gates: Gates) -> Gate:
+    """Whether the open round has the approvers the rules ask for (the dashboard asks it alone,
+    to tell rounds still waiting for a decision from those already decided)."""
     # The registrant never counts, even if a record slipped in before a rule changed.
     counted = [a for a in (state.mfa_approvers if gates.mfa else state.approvers) if a != version.created_by]
     kind = "distinct MFA-verified approvers" if gates.mfa else "distinct approvers"

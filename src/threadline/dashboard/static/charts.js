@@ -35,6 +35,12 @@
       series: [{ label: spec.xLabel || "x" }].concat(seriesOptions(spec)),
       legend: { show: true },
     };
+    if (spec.kind === "lines") {
+      // One window (or windows all at one time) would leave uPlot to guess a span of years.
+      options.scales.x.range = function (u, min, max) {
+        return min === max ? [min - 60, max + 60] : [min, max];
+      };
+    }
     if (spec.kind === "bars") {
       options.scales.y = { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } };
       options.scales.x.range = function (u, min, max) { return [min - 0.5, max + 0.5]; };
