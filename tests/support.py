@@ -112,3 +112,17 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30, what: str = "the
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.2)
     return found
+
+
+DRIFT_FEATURES = ["f0", "f1", "f2", "f3"]
+
+
+def normal_frame(rows: int, seed: int, shift: dict[str, float] | None = None) -> Any:
+    """Standard-normal features f0..f3, some shifted by a constant: a drift test's traffic."""
+    import numpy as np
+    import pandas as pd
+
+    data = pd.DataFrame(np.random.default_rng(seed).normal(size=(rows, len(DRIFT_FEATURES))), columns=DRIFT_FEATURES)
+    for name, by in (shift or {}).items():
+        data[name] += by
+    return data

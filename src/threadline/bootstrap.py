@@ -129,6 +129,18 @@ def write_admin_token(services: Services) -> Path | None:
     return path
 
 
+def prepare_control_plane(services: Services) -> Path | None:
+    """What ``threadline up`` (and the quickstart's embedded one) set up around the API: the
+    admin's token on first start, the webhook sender, and the loops the app's lifespan starts
+    (GitOps agent, alert rules, capacity). Returns where the admin token is."""
+    token_path = write_admin_token(services)
+    services.webhooks.start()
+    services.gitops = gitops_agent(services)
+    services.monitor = monitor_loop(services)
+    services.capacity = capacity_loop(services)
+    return token_path
+
+
 AGENT_USER = "gitops-agent"
 
 

@@ -10,13 +10,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import skops.io
 from dashboard_support import Dashboard, dashboard
+from support import DRIFT_FEATURES, normal_frame
 
 from threadline.domain import access, models, prediction_ids
 from threadline.gitops import spec as deployment_spec
@@ -29,7 +29,7 @@ from threadline.serving import predlog
 
 pytestmark = pytest.mark.integration
 
-FEATURES = ["f0", "f1", "f2", "f3"]
+FEATURES = DRIFT_FEATURES
 NAME, ENV = "scorer-live", "production"
 HOSTILE = "<script>alert('x')</script>"
 ADMIN = access.system("test")
@@ -38,20 +38,13 @@ HOUR = NOW.replace(minute=0, second=0, microsecond=0)  # the current window star
 PAGE = f"/deployments/{ENV}/{NAME}?hours=3&width=1h"
 
 
-def frame(rows: int, seed: int, shift: dict[str, float] | None = None) -> pd.DataFrame:
-    data = pd.DataFrame(np.random.default_rng(seed).normal(size=(rows, len(FEATURES))), columns=FEATURES)
-    for name, by in (shift or {}).items():
-        data[name] += by
-    return data
-
-
 @pytest.fixture(scope="module")
 def board(tmp_path_factory: pytest.TempPathFactory) -> Dashboard:
     from sklearn.linear_model import LogisticRegression
 
     home = tmp_path_factory.mktemp("dashboard")
     board = dashboard(home)
-    training = frame(2000, seed=1)
+    training = normal_frame(2000, seed=1)
     model = LogisticRegression().fit(training, (training["f0"] > 0).astype(int))
     digest = _register(board, model, training, home)
     _declare(board, digest)
@@ -117,7 +110,7 @@ def _log_traffic(board: Dashboard, model: Any, home: Path) -> None:
     log = predlog.PredictionLog(home / "predictions", flush_interval=60)
     labels: list[LabelItem] = []
     for hours_ago, seed, shift, wrong in ((2, 2, {}, 0), (1, 3, {"f1": 1.5}, 30)):
-        data = frame(300, seed, shift)
+        data = normal_frame(300, seed, shift)
         predicted = model.predict(data)
         probabilities = model.predict_proba(data)
         for row in range(len(data)):

@@ -12,29 +12,21 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
-import numpy as np
 import pandas as pd
 import pytest
 
-from support import ControlPlane, free_port
+from support import DRIFT_FEATURES, ControlPlane, free_port, normal_frame
 from threadline import Client
 from threadline.domain import errors
 
-FEATURES = ["f0", "f1", "f2", "f3"]
-
-
-def frame(rows: int, seed: int, shift: dict[str, float] | None = None) -> pd.DataFrame:
-    data = pd.DataFrame(np.random.default_rng(seed).normal(size=(rows, len(FEATURES))), columns=FEATURES)
-    for name, by in (shift or {}).items():
-        data[name] += by
-    return data
+FEATURES = DRIFT_FEATURES
 
 
 @pytest.fixture(scope="module")
 def endpoint(sqlite_plane: ControlPlane) -> Iterator[str]:
     from sklearn.linear_model import LogisticRegression
 
-    training = frame(2000, seed=1)
+    training = normal_frame(2000, seed=1)
     model = LogisticRegression().fit(training, training["f0"] > 0)
     Client(sqlite_plane.url, sqlite_plane.token).register_model(model, "scorer", owner="default", training_data=training)
     port = free_port()
@@ -77,9 +69,9 @@ def moment() -> datetime:
 def test_drifted_traffic_is_flagged_on_exactly_the_drifted_features(sqlite_plane: ControlPlane, endpoint: str) -> None:
     admin = Client(sqlite_plane.url, sqlite_plane.token)
     before = moment()
-    send(endpoint, sqlite_plane.token, frame(1000, seed=2))
+    send(endpoint, sqlite_plane.token, normal_frame(1000, seed=2))
     between = moment()
-    send(endpoint, sqlite_plane.token, frame(1000, seed=3, shift={"f1": 1.0, "f3": -0.8}))
+    send(endpoint, sqlite_plane.token, normal_frame(1000, seed=3, shift={"f1": 1.0, "f3": -0.8}))
     after = moment()
     time.sleep(1.0)  # the serving process flushes its log every 0.25 s
 
@@ -102,7 +94,7 @@ def test_drifted_traffic_is_flagged_on_exactly_the_drifted_features(sqlite_plane
 def test_a_corrupted_log_file_is_skipped_and_reported(sqlite_plane: ControlPlane, endpoint: str) -> None:
     admin = Client(sqlite_plane.url, sqlite_plane.token)
     before = moment()
-    send(endpoint, sqlite_plane.token, frame(200, seed=4))
+    send(endpoint, sqlite_plane.token, normal_frame(200, seed=4))
     after = moment()
     time.sleep(1.0)
     folder = next((sqlite_plane.home / "predictions" / "deployment=scorer-live").iterdir())
@@ -117,7 +109,7 @@ def test_the_html_report_has_a_histogram_per_feature_and_loads_nothing(sqlite_pl
                                                                         endpoint: str) -> None:
     admin = Client(sqlite_plane.url, sqlite_plane.token)
     before = moment()
-    send(endpoint, sqlite_plane.token, frame(300, seed=5, shift={"f2": 2.0}))
+    send(endpoint, sqlite_plane.token, normal_frame(300, seed=5, shift={"f2": 2.0}))
     after = moment()
     time.sleep(1.0)
     page = admin.drift_report("scorer-live", start=before.isoformat(), end=after.isoformat())

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import typer
 
-from threadline.cli import (audit, capacity, db, gitops, governance, identity, models, monitoring, render, review,
-                            serve, server, spec)
+from threadline.cli import (audit, capacity, db, gitops, governance, identity, models, monitoring, quickstart,
+                            render, review, serve, server, spec)
 from threadline.cli.output import fail
 from threadline.domain import errors
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Threadline: a governed model deployment control plane.")
 app.command("up")(server.up)
+app.command("quickstart")(quickstart.quickstart)
 app.command("serve")(serve.serve)
 app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")

@@ -26,13 +26,9 @@ def up(host: str = typer.Option(None, help="Interface to bind (default 127.0.0.1
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)
     services = bootstrap.build(settings)
-    token_path = bootstrap.write_admin_token(services)
+    token_path = bootstrap.prepare_control_plane(services)
     # Warm the model loaders (seconds of imports) while the server already answers.
     threading.Thread(target=flavors.preload, name="preload", daemon=True).start()
-    services.webhooks.start()
-    services.gitops = bootstrap.gitops_agent(services)
-    services.monitor = bootstrap.monitor_loop(services)
-    services.capacity = bootstrap.capacity_loop(services)
     if services.gitops is not None:
         services.gitops.stop_workloads_on_exit = stop_workloads
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
