@@ -34,7 +34,8 @@ def up(host: str = typer.Option(None, help="Interface to bind (default 127.0.0.1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the agent's probes are not news
     url = f"http://{settings.host}:{settings.port}"
-    console.print(f"Threadline control plane on [bold]{url}[/bold]  (OpenAPI: {url}/api/v1/openapi.json)")
+    console.print(f"Threadline control plane on [bold]{url}[/bold]  (dashboard: {url}/, sign in with a token; "
+                  f"OpenAPI: {url}/api/v1/openapi.json)")
     console.print(f"state: {settings.resolved_home}")
     if token_path:
         console.print(f"admin token: {token_path} (mode 0600; export THREADLINE_TOKEN=$(cat {token_path}))")
