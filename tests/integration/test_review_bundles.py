@@ -41,7 +41,8 @@ def registered(sqlite_plane: ControlPlane) -> Client:
     from sklearn.preprocessing import StandardScaler
 
     data = training()
-    target = np.where(data["a"] + data["b"] > 0, "approve", "refer")
+    # Labels in an object column, as a pandas frame gives them: the model answers Python strings.
+    target = pd.Series(np.where(data["a"] + data["b"] > 0, "approve", "refer"), dtype=object)
     model = make_pipeline(StandardScaler(), VotingClassifier(
         [("lr", LogisticRegression()), ("rf", RandomForestClassifier(n_estimators=15, random_state=0))],
         voting="soft")).fit(data, target)

@@ -139,6 +139,7 @@ def test_bad_requests_get_400s_that_name_the_problem(server: Server) -> None:
     huge = httpx.post(url, content=b"[" + b"1," * (5 << 20) + b"1]", headers=auth)
     assert huge.status_code == 413
     assert httpx.post(server.url + "/v2/models/nope/infer", json={"inputs": [good]}, headers=auth).status_code == 404
+    assert httpx.get(url, headers=auth).status_code == 405
     assert server.infer("forest", X[:1], version=9).status_code == 404
     assert server.infer("forest", X[:1]).status_code == 200  # still serving
 
@@ -165,8 +166,11 @@ def test_predictions_are_logged_and_flushed_on_sigterm(plane: ControlPlane, tmp_
     multi = server.infer("forest", X[:3]).json()
     ids += multi["parameters"]["prediction_ids"]
     metrics = httpx.get(server.url + "/metrics", headers=server.plane.auth()).text
-    assert 'threadline_inference_requests_total{model="forest",status="ok",version="1"}' in metrics
-    assert "threadline_batch_rows_bucket" in metrics
+    assert 'threadline_inference_requests_total{model="forest",status="ok",version="1"} 21.0' in metrics
+    assert 'threadline_inference_latency_seconds_count{model="forest",version="1"} 21.0' in metrics
+    flagged = sum(escalated) + sum(multi["parameters"]["escalated"])
+    assert f'threadline_predictions_escalated_total{{model="forest",version="1"}} {float(flagged)}' in metrics
+    assert 'threadline_batch_rows_sum{model="forest",version="1"} 23.0' in metrics
     assert server.stop() in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after its graceful shutdown
     table = read_log(server.home / "predictions").to_pylist()
     assert sorted(r["prediction_id"] for r in table) == sorted(ids)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from typing import Mapping
 
 import numpy as np
@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 
+from threadline.domain import errors
 from threadline.domain.models import Signature, TensorSpec
 from threadline.serving.batching import BatchPolicy, MicroBatcher
 from threadline.serving.predictors import SklearnPredictor
@@ -30,12 +31,11 @@ async def _run_all(requests: list[np.ndarray], policy: BatchPolicy,
         calls.append(len(inputs["input-0"]))
         return PREDICTOR.predict(inputs)
 
-    with ThreadPoolExecutor(1) as pool:
-        batcher = MicroBatcher(predict, pool, policy)
-        try:
-            return await asyncio.gather(*(batcher.submit({"input-0": r}, len(r)) for r in requests))
-        finally:
-            await batcher.close()
+    batcher = MicroBatcher(predict, policy)
+    try:
+        return await asyncio.gather(*(batcher.submit({"input-0": r}, len(r)) for r in requests))
+    finally:
+        await batcher.close()
 
 
 @settings(max_examples=25, deadline=None)
@@ -69,30 +69,72 @@ def test_a_failing_request_fails_alone() -> None:
         return {"y": inputs["x"] * 2}
 
     async def main() -> list[object]:
-        with ThreadPoolExecutor(1) as pool:
-            batcher = MicroBatcher(predict, pool)
-            values = [np.array([1.0]), np.array([np.nan]), np.array([3.0])]
-            try:
-                return await asyncio.gather(*(batcher.submit({"x": v}, 1) for v in values),
-                                            return_exceptions=True)
-            finally:
-                await batcher.close()
+        batcher = MicroBatcher(predict)
+        values = [np.array([1.0]), np.array([np.nan]), np.array([3.0])]
+        try:
+            return await asyncio.gather(*(batcher.submit({"x": v}, 1) for v in values),
+                                        return_exceptions=True)
+        finally:
+            await batcher.close()
 
     good, bad, other = asyncio.run(main())
     assert isinstance(bad, ValueError)
     assert good["y"].tolist() == [2.0] and other["y"].tolist() == [6.0]  # type: ignore[index]
 
 
+def test_the_model_runs_on_its_own_thread_never_the_event_loop() -> None:
+    threads: list[int] = []
+
+    def predict(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        threads.append(threading.get_ident())
+        return {"y": inputs["x"]}
+
+    async def main() -> None:
+        batcher = MicroBatcher(predict)
+        try:
+            for i in range(20):  # one at a time: the thread sleeps and is woken every time
+                assert (await batcher.submit({"x": np.array([float(i)])}, 1))["y"].tolist() == [float(i)]
+        finally:
+            await batcher.close()
+
+    asyncio.run(main())
+    assert len(threads) == 20 and len(set(threads)) == 1 and threads[0] != threading.get_ident()
+
+
+def test_close_answers_the_running_batch_and_fails_the_waiting_ones() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def predict(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        started.set()
+        release.wait()
+        return {"y": inputs["x"]}
+
+    async def main() -> list[object]:
+        batcher = MicroBatcher(predict)
+        running = asyncio.ensure_future(batcher.submit({"x": np.array([1.0])}, 1))
+        await asyncio.to_thread(started.wait)
+        waiting = asyncio.ensure_future(batcher.submit({"x": np.array([2.0])}, 1))
+        await asyncio.sleep(0)  # queued behind the running call
+        closing = asyncio.ensure_future(batcher.close())
+        await asyncio.sleep(0)  # close has begun: the thread stops after the running call
+        release.set()
+        await closing
+        return await asyncio.gather(running, waiting, return_exceptions=True)
+
+    done, refused = asyncio.run(main())
+    assert done["y"].tolist() == [1.0]  # type: ignore[index]
+    assert isinstance(refused, errors.ConfigurationError)
+
+
 def test_idle_batcher_adds_no_wait() -> None:
     async def main() -> float:
-        with ThreadPoolExecutor(1) as pool:
-            batcher = MicroBatcher(lambda i: {"y": i["x"]}, pool, BatchPolicy(max_wait_ms=60_000))
-            loop = asyncio.get_running_loop()
-            start = loop.time()
-            await batcher.submit({"x": np.array([1.0])}, 1)
-            elapsed = loop.time() - start
-            await batcher.close()
-            return elapsed
+        batcher = MicroBatcher(lambda i: {"y": i["x"]}, BatchPolicy(max_wait_ms=60_000))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await batcher.submit({"x": np.array([1.0])}, 1)
+        elapsed = loop.time() - start
+        await batcher.close()
+        return elapsed
 
     # A 60 s wait would show; it only applies once a queue has formed, so a lone request is immediate.
     assert asyncio.run(main()) < 30

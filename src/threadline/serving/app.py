@@ -1,10 +1,11 @@
 """The Open Inference Protocol v2 application (KServe v2 / Triton HTTP, JSON).
 
-A plain Starlette app, because this is the hot path: the framework's per-request cost is
-paid on every prediction. Order of work for ``infer``: trace context, token, rate limit,
-body size, decode and validate against the signature, choose the version (explicit, sticky
-key or the exact traffic split), micro-batched predict off the event loop, confidence and
-escalation, response, then the prediction log and metrics, which never wait on disk.
+This is the hot path, so the framework's per-request cost is kept off it: ``infer`` runs as a
+plain ASGI app (``asgi``) and every other route on Starlette. Order of work for ``infer``:
+token, rate limit, trace context, choose the version (explicit, sticky key or the exact
+traffic split), body size, decode and validate against the signature, micro-batched predict
+on the version's model thread, confidence and escalation, response, then the prediction log
+and metrics, which never wait on disk and run while the response travels.
 
 Escalation is the one exception to "no disk in the request path": an escalated prediction's
 context bundle is spooled durably before the response says "escalated" (``bundle_spool``),
@@ -30,7 +31,7 @@ from starlette.routing import Route
 from threadline import __version__
 from threadline.domain import errors, escalation_rules, models, prediction_ids
 from threadline.serving import metrics as metrics_module
-from threadline.serving import _binary, escalation, tensors, tracing
+from threadline.serving import _binary, asgi, escalation, tensors, tracing
 from threadline.serving.auth import TokenVerifier
 from threadline.serving.bundle_spool import BundleShipper, BundleSpool
 from threadline.serving.batching import MicroBatcher
@@ -52,6 +53,7 @@ _STATUS = ((errors.PayloadTooLarge, 413), (errors.InvalidInput, 400), (errors.Un
 class ServedVersion:
     loaded: LoadedVersion
     batcher: MicroBatcher
+    metrics: metrics_module.VersionMetrics
 
 
 @dataclass
@@ -96,50 +98,171 @@ def _error(exc: Exception) -> Response:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+_HEADER_LENGTH = _binary.HEADER.lower()
 
 
-def create_app(state: ServingState) -> Starlette:
-    async def authorize(request: Request) -> str:
-        if state.tokens is None:
-            return "anonymous"
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
+class ServingApp:
+    """The ASGI app: a POST to an infer route goes straight to ``Inference``; everything else
+    (other routes, other methods, lifespan) goes through ``starlette``, whose route table lists
+    every endpoint, infer included."""
+
+    def __init__(self, state: ServingState) -> None:
+        self.inference = Inference(state)
+        self.starlette = Starlette(routes=_routes(state, self.inference))
+
+    async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            params = _infer_params(scope["path"])
+            if params is not None:
+                scope["path_params"] = params
+                await self.inference(scope, receive, send)
+                return
+        await self.starlette(scope, receive, send)
+
+
+def create_app(state: ServingState) -> ServingApp:
+    return ServingApp(state)
+
+
+def _infer_params(path: str) -> dict[str, str] | None:
+    """The path parameters of ``/v2/models/{name}[/versions/{version}]/infer``, else None."""
+    if not path.startswith("/v2/models/") or not path.endswith("/infer"):
+        return None
+    parts = path[len("/v2/models/"):-len("/infer")].split("/")
+    if len(parts) == 1 and parts[0]:
+        return {"name": parts[0]}
+    if len(parts) == 3 and parts[0] and parts[1] == "versions" and parts[2]:
+        return {"name": parts[0], "version": parts[2]}
+    return None
+
+
+async def _admit(state: ServingState, header: str | None) -> Response | None:
+    """None when the caller may go on; the 429 answer when its rate limit is spent."""
+    caller: str | None = "anonymous"
+    if state.tokens is not None:
+        scheme, _, token = (header or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise errors.Unauthorized("send 'Authorization: Bearer <token>'")
         caller = await state.tokens.verify(token.strip())
-        if caller is None:
-            raise errors.Unauthorized("invalid, expired or revoked token")
-        return caller
+    if caller is None:
+        raise errors.Unauthorized("invalid, expired or revoked token")
+    wait = state.limiter.take(caller)
+    if wait <= 0:
+        return None
+    state.metrics.rate_limited.inc()
+    return _json({"error": f"rate limit exceeded; retry in {wait:.2f} s"}, 429,
+                 {"Retry-After": retry_after_header(wait)})
 
+
+def _model(state: ServingState, name: str) -> ServedModel:
+    found = state.models.get(name)
+    if found is None:
+        raise errors.NotFound(f"model {name!r} is not served here; served: {', '.join(state.models)}")
+    return found
+
+
+def _version(served: ServedModel, text: str | None, sticky: str | None) -> ServedVersion:
+    if text is None:
+        return served.versions[served.split.choose(sticky)]
+    if not text.isdigit() or int(text) not in served.versions:
+        raise errors.NotFound(f"model {served.name!r} has no served version {text!r}; "
+                              f"served: {', '.join(map(str, served.versions))}")
+    return served.versions[int(text)]
+
+
+class Inference:
+    """``POST /v2/models/{name}[/versions/{version}]/infer`` as a plain ASGI app."""
+
+    def __init__(self, state: ServingState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        headers = asgi.headers(scope)
+        try:
+            refused = await _admit(self.state, headers.get("authorization"))
+            if refused is None:
+                await self._infer(scope["path_params"], headers, receive, send)
+                return
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON answer
+            refused = _error(exc)
+        await refused(scope, receive, send)
+
+    async def _infer(self, params: dict[str, str], headers: dict[str, str], receive: asgi.Receive,
+                     send: asgi.Send) -> None:
+        """Answer one request; raises (before anything is sent) for ``_error`` to answer."""
+        state = self.state
+        started = time.perf_counter()
+        span = state.tracer.start(headers.get("traceparent"), "infer")
+        try:
+            served = _model(state, params["name"])
+            chosen = _version(served, params.get("version"), headers.get(STICKY_HEADER))
+        except Exception as exc:
+            span.end(str(exc))
+            raise
+        loaded, counts = chosen.loaded, chosen.metrics
+        if span.recording:
+            span.attributes.update({"threadline.model": served.name, "threadline.version": loaded.version,
+                                    "threadline.deployment": state.deployment})
+        try:
+            body = await asgi.body(receive, headers.get("content-length"), state.max_body_bytes)
+            decoded = tensors.decode_request(body, loaded.signature.inputs,
+                                             header_length=headers.get(_HEADER_LENGTH))
+            wanted = tensors.select_outputs(loaded.signature.outputs, decoded.requested_outputs)
+            outputs = await chosen.batcher.submit(decoded.tensors, decoded.rows)
+        except Exception as exc:
+            counts.failed()
+            span.end(str(exc))
+            if not isinstance(exc, _CLIENT_ERRORS):  # the model failed: it counts against the error rate
+                _log_failure(state, loaded, span.trace_id, (time.perf_counter() - started) * 1000)
+            raise
+        # Prediction ids are always ours, so labels attach to exactly one prediction even when
+        # clients reuse request ids; the response's "id" echoes the client's id. They carry
+        # their time, so feedback finds them without scanning the whole log.
+        now = datetime.now(timezone.utc)
+        base = prediction_ids.new(now)
+        request_id = decoded.id or base
+        requested = decoded.parameters.get("escalate") is True
+        ids = [base] if decoded.rows == 1 else [f"{base}-{i}" for i in range(decoded.rows)]
+        watched = requested or state.escalate_below is not None or bool(state.escalate_rules)
+        escalated = await _escalate(state, loaded, ids, span.trace_id, decoded, outputs, requested) \
+            if watched else [False] * decoded.rows
+        parameters: dict[str, Any] = {"prediction_ids": ids}
+        if watched:
+            parameters["escalated"] = escalated
+        payload, header_length = tensors.encode_response(served.name, str(loaded.version), request_id, outputs,
+                                                         wanted, parameters, decoded.binary_outputs)
+        elapsed = time.perf_counter() - started
+        extra = [(b"traceparent", span.traceparent.encode()), (b"x-trace-id", span.trace_id.encode())]
+        if header_length is None:
+            await asgi.respond(send, 200, payload, asgi.JSON, extra)
+        else:
+            extra.append((_HEADER_LENGTH.encode(), b"%d" % header_length))
+            await asgi.respond(send, 200, payload, asgi.BINARY, extra)
+        # The rest waits for nobody: with one connection it runs while the answer travels.
+        try:
+            for record in _records(state, loaded, ids, span.trace_id, now, decoded.tensors, outputs,
+                                   escalated, elapsed * 1000):
+                state.predictions.record(record)
+        except Exception:  # noqa: BLE001 - answered already; a bug here must not hide the rest
+            log.exception("could not log prediction %s", base)
+        counts.answered(elapsed, sum(escalated))
+        if span.recording:
+            span.attributes.update({"threadline.rows": decoded.rows, "threadline.prediction_id": ids[0]})
+        span.end()
+
+
+def _routes(state: ServingState, inference: Inference) -> list[Route]:
     def guarded(handler: Handler) -> Handler:
         async def run(request: Request) -> Response:
             try:
-                caller = await authorize(request)
-                wait = state.limiter.take(caller)
-                if wait > 0:
-                    state.metrics.rate_limited.inc()
-                    return _json({"error": f"rate limit exceeded; retry in {wait:.2f} s"}, 429,
-                                 {"Retry-After": retry_after_header(wait)})
-                return await handler(request)
+                refused = await _admit(state, request.headers.get("authorization"))
+                return refused or await handler(request)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON answer
                 return _error(exc)
         return run
 
-    def model(request: Request) -> ServedModel:
-        name = request.path_params["name"]
-        found = state.models.get(name)
-        if found is None:
-            raise errors.NotFound(f"model {name!r} is not served here; served: {', '.join(state.models)}")
-        return found
-
     def version(request: Request, served: ServedModel) -> ServedVersion:
-        text = request.path_params.get("version")
-        if text is None:
-            return served.versions[served.split.choose(request.headers.get(STICKY_HEADER))]
-        if not text.isdigit() or int(text) not in served.versions:
-            raise errors.NotFound(f"model {served.name!r} has no served version {text!r}; "
-                                  f"served: {', '.join(map(str, served.versions))}")
-        return served.versions[int(text)]
+        return _version(served, request.path_params.get("version"), request.headers.get(STICKY_HEADER))
 
     async def server_metadata(request: Request) -> Response:
         return _json({"name": "threadline", "version": __version__, "extensions": ["binary_tensor_data"]})
@@ -151,7 +274,7 @@ def create_app(state: ServingState) -> Starlette:
         return _json({"ready": state.ready}, 200 if state.ready else 503)
 
     async def model_metadata(request: Request) -> Response:
-        served = model(request)
+        served = _model(state, request.path_params["name"])
         chosen = version(request, served) if "version" in request.path_params else \
             served.versions[max(served.versions)]
         loaded = chosen.loaded
@@ -161,71 +284,10 @@ def create_app(state: ServingState) -> Starlette:
                                             loaded.signature.inputs, loaded.signature.outputs))
 
     async def model_ready(request: Request) -> Response:
-        served = model(request)
+        served = _model(state, request.path_params["name"])
         if "version" in request.path_params:
             version(request, served)
         return _json({"name": served.name, "ready": state.ready}, 200 if state.ready else 503)
-
-    async def infer(request: Request) -> Response:
-        started = time.perf_counter()
-        span = state.tracer.start(request.headers.get("traceparent"), "infer")
-        try:
-            served = model(request)
-            chosen = version(request, served)
-        except Exception as exc:
-            span.end(str(exc))
-            raise
-        loaded = chosen.loaded
-        labels = (served.name, str(loaded.version))
-        span.attributes.update({"threadline.model": served.name, "threadline.version": loaded.version,
-                                "threadline.deployment": state.deployment})
-        try:
-            body = await _body(request, state.max_body_bytes)
-            decoded = tensors.decode_request(body, loaded.signature.inputs,
-                                             header_length=request.headers.get("inference-header-content-length"))
-            wanted = tensors.select_outputs(loaded.signature.outputs, decoded.requested_outputs)
-            outputs = await chosen.batcher.submit(decoded.tensors, decoded.rows)
-        except Exception as exc:
-            state.metrics.requests.labels(*labels, "error").inc()
-            span.end(str(exc))
-            if not isinstance(exc, _CLIENT_ERRORS):  # the model failed: it counts against the error rate
-                _log_failure(state, loaded, span.trace_id, (time.perf_counter() - started) * 1000)
-            raise
-        # Prediction ids are always ours, so labels attach to exactly one prediction even when
-        # clients reuse request ids; the response's "id" echoes the client's id. They carry
-        # their time, so feedback finds them without scanning the whole log.
-        base = prediction_ids.new(datetime.now(timezone.utc))
-        request_id = decoded.id or base
-        confidence = _confidence(outputs)
-        requested = decoded.parameters.get("escalate") is True
-        escalated = _escalated(confidence, state.escalate_below, decoded.rows, requested)
-        ruled: list[str | None] = [None] * decoded.rows
-        if state.escalate_rules:
-            hit, ruled = escalation.matches(state.escalate_rules, decoded.tensors, outputs, confidence, decoded.rows)
-            escalated = escalated | hit
-        ids = [base] if decoded.rows == 1 else [f"{base}-{i}" for i in range(decoded.rows)]
-        if escalated.any():
-            escalated = await _spool_bundles(state, loaded, ids, span.trace_id, decoded, outputs, confidence,
-                                             escalated, requested, ruled)
-        parameters: dict[str, Any] = {"prediction_ids": ids}
-        if state.escalate_below is not None or state.escalate_rules or requested:
-            parameters["escalated"] = escalated.tolist()
-        payload, header_length = tensors.encode_response(served.name, str(loaded.version), request_id, outputs,
-                                                         wanted, parameters, decoded.binary_outputs)
-        elapsed = time.perf_counter() - started
-        _log_rows(state, loaded, ids, span.trace_id, decoded.tensors, outputs, confidence, escalated,
-                  elapsed * 1000)
-        span.attributes.update({"threadline.rows": decoded.rows, "threadline.prediction_id": ids[0]})
-        span.end()
-        state.metrics.requests.labels(*labels, "ok").inc()
-        state.metrics.latency.labels(*labels).observe(elapsed)
-        if escalated.any():
-            state.metrics.escalated.labels(*labels).inc(int(escalated.sum()))
-        headers = {"traceparent": span.traceparent, "x-trace-id": span.trace_id}
-        if header_length is None:
-            return Response(payload, media_type="application/json", headers=headers)
-        headers[_binary.HEADER] = str(header_length)
-        return Response(payload, media_type="application/octet-stream", headers=headers)
 
     async def prometheus(request: Request) -> Response:
         for served in state.models.values():
@@ -233,32 +295,18 @@ def create_app(state: ServingState) -> Starlette:
                 state.metrics.queue_depth.labels(served.name, str(number)).set(chosen.batcher.queue_depth)
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    routes = [
+    return [
         Route("/v2", server_metadata),
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
         Route("/v2/models/{name}", guarded(model_metadata)),
         Route("/v2/models/{name}/ready", guarded(model_ready)),
-        Route("/v2/models/{name}/infer", guarded(infer), methods=["POST"]),
+        Route("/v2/models/{name}/infer", inference, methods=["POST"]),
         Route("/v2/models/{name}/versions/{version}", guarded(model_metadata)),
         Route("/v2/models/{name}/versions/{version}/ready", guarded(model_ready)),
-        Route("/v2/models/{name}/versions/{version}/infer", guarded(infer), methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/infer", inference, methods=["POST"]),
         Route("/metrics", guarded(prometheus)),
     ]
-    return Starlette(routes=routes)
-
-
-async def _body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise errors.PayloadTooLarge(f"request body of {declared} bytes is over the limit of {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise errors.PayloadTooLarge(f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _confidence(outputs: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -278,6 +326,22 @@ def _escalated(confidence: np.ndarray | None, threshold: float | None, rows: int
 
 
 _CLIENT_ERRORS = (errors.InvalidInput, errors.PayloadTooLarge, errors.NotFound, errors.Unauthorized)
+
+
+async def _escalate(state: ServingState, loaded: LoadedVersion, ids: list[str], trace_id: str,
+                    decoded: tensors.Request, outputs: dict[str, np.ndarray], requested: bool) -> list[bool]:
+    """Per row, whether a person must look (asked for, low confidence or a rule), counting only
+    rows whose bundle was kept. Only called when escalation is on: it costs array work."""
+    confidence = _confidence(outputs)
+    escalated = _escalated(confidence, state.escalate_below, decoded.rows, requested)
+    ruled: list[str | None] = [None] * decoded.rows
+    if state.escalate_rules:
+        hit, ruled = escalation.matches(state.escalate_rules, decoded.tensors, outputs, confidence, decoded.rows)
+        escalated = escalated | hit
+    if escalated.any():
+        escalated = await _spool_bundles(state, loaded, ids, trace_id, decoded, outputs, confidence, escalated,
+                                         requested, ruled)
+    return escalated.tolist()  # type: ignore[no-any-return]
 
 
 async def _spool_bundles(state: ServingState, loaded: LoadedVersion, ids: list[str], trace_id: str,
@@ -330,9 +394,10 @@ def _draft(state: ServingState, loaded: LoadedVersion, prediction_id: str, trace
         "signature": models.signature_to_json(loaded.signature), "lineage": loaded.lineage,
         "request": {"id": decoded.id, "parameters": decoded.parameters, "rows": decoded.rows, "row": row,
                     "outputs": list(decoded.requested_outputs) if decoded.requested_outputs else None},
-        "inputs": {name: value[0].tolist() for name, value in inputs.items()},
+        # Slices, not items: an item of an object array (text) is a plain str without tolist().
+        "inputs": {name: value.tolist()[0] for name, value in inputs.items()},
         "steps": loaded.predictor.chain(inputs)[0],
-        "outputs": {name: value[row].tolist() for name, value in outputs.items()},
+        "outputs": {name: value[row:row + 1].tolist()[0] for name, value in outputs.items()},
         "confidence": score,
     }
 
@@ -354,19 +419,18 @@ def _log_failure(state: ServingState, loaded: LoadedVersion, trace_id: str, late
         confidence=None, latency_ms=latency_ms, escalated=False, status="error"))
 
 
-def _log_rows(state: ServingState, loaded: LoadedVersion, ids: list[str], trace_id: str,
-              inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], confidence: np.ndarray | None,
-              escalated: np.ndarray, latency_ms: float) -> None:
-    now = datetime.now(timezone.utc)
+def _records(state: ServingState, loaded: LoadedVersion, ids: list[str], trace_id: str, now: datetime,
+             inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], escalated: list[bool],
+             latency_ms: float) -> list[PredictionRecord]:
+    """One log record per row."""
     in_rows = {name: value.tolist() for name, value in inputs.items()}
     out_rows = {name: value.tolist() for name, value in outputs.items()}
+    confidence = _confidence(outputs)
     conf = confidence.tolist() if confidence is not None else None
-    flags = escalated.tolist()
-    for i, prediction_id in enumerate(ids):
-        state.predictions.record(PredictionRecord(
-            prediction_id=prediction_id, trace_id=trace_id, time=now, deployment=state.deployment,
-            model=loaded.model, version=loaded.version,
-            inputs={name: rows[i] for name, rows in in_rows.items()},
-            outputs={name: rows[i] for name, rows in out_rows.items()},
-            confidence=None if conf is None else float(conf[i]), latency_ms=latency_ms,
-            escalated=bool(flags[i]) if flags else False))
+    return [PredictionRecord(
+        prediction_id=prediction_id, trace_id=trace_id, time=now, deployment=state.deployment,
+        model=loaded.model, version=loaded.version,
+        inputs={name: rows[i] for name, rows in in_rows.items()},
+        outputs={name: rows[i] for name, rows in out_rows.items()},
+        confidence=None if conf is None else float(conf[i]), latency_ms=latency_ms,
+        escalated=escalated[i]) for i, prediction_id in enumerate(ids)]

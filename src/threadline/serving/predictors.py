@@ -147,7 +147,7 @@ class SklearnPredictor:
     def _classify(self, features: Any) -> Tensors:
         probabilities = np.asarray(self._estimator.predict_proba(features), dtype=np.float64)
         if self._argmax and self._classes is not None:
-            label = self._classes[np.argmax(probabilities, axis=1)]
+            label = self._classes[probabilities.argmax(axis=1)]
         else:
             label = np.asarray(self._estimator.predict(features))
         return {"label": label, "probabilities": probabilities}

@@ -24,7 +24,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -39,9 +39,14 @@ _SAFE_DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 read_log = predlog_files.read_log
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PredictionRecord:
-    """One prediction; ``inputs``/``outputs`` map names to a scalar or a list per row."""
+    """One prediction; ``inputs``/``outputs`` map names to a scalar or a list per row.
+
+    Not frozen, though nothing changes a record once made: one is built per prediction, and a
+    frozen dataclass's ``__init__``, which sets every field through ``object.__setattr__``, costs
+    several times as much.
+    """
 
     prediction_id: str
     trace_id: str
@@ -158,11 +163,12 @@ class PredictionLog:
     def _write(self, batch: list[PredictionRecord]) -> int:
         """Write ``batch`` as one part per deployment and day; return how many reached disk."""
         written = 0
-        groups: dict[tuple[str, str], list[PredictionRecord]] = {}
-        for rec in batch:
-            day = rec.time.astimezone(timezone.utc).date().isoformat()
-            groups.setdefault((rec.deployment, day), []).append(rec)
-        for key, records in groups.items():
+        groups: dict[tuple[str, date], list[PredictionRecord]] = {}
+        for rec in predlog_files.paced(batch):
+            moment = rec.time if rec.time.tzinfo is timezone.utc else rec.time.astimezone(timezone.utc)
+            groups.setdefault((rec.deployment, moment.date()), []).append(rec)
+        for (deployment, day), records in groups.items():
+            key = (deployment, day.isoformat())
             try:
                 self._segment_for(key, records).write(records)
             except Exception:
@@ -180,7 +186,7 @@ class PredictionLog:
         """The open segment of ``key``, or a new one if there is none or its schema differs."""
         segment = self._segments.get(key)
         old = segment.kinds if segment is not None else {}
-        kinds = predlog_files.merge_kinds(old, predlog_files.input_kinds(records))
+        kinds = predlog_files.merge_kinds(old, predlog_files.input_kinds(predlog_files.paced(records)))
         if segment is not None and kinds == old:
             return segment
         if segment is not None:

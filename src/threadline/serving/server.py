@@ -11,12 +11,9 @@ import contextlib
 import gc
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator, Callable
-
-from starlette.applications import Starlette
 
 from threadline.client import Client
 from threadline.domain import errors, escalation_rules, names
@@ -107,12 +104,12 @@ def build_state(config: ServeConfig, progress: Callable[[str], None] = lambda _m
             loaded = load_version(client, ref, cache, workdir)
             if loaded.version in versions.get(ref.name, {}):
                 raise errors.InvalidInput(f"{ref.name}@{loaded.version} is listed twice")
-            labels = (loaded.model, str(loaded.version))
-            metrics.load_seconds.labels(*labels).set(loaded.load_seconds)
+            metrics.load_seconds.labels(loaded.model, str(loaded.version)).set(loaded.load_seconds)
+            counts = metrics.version(loaded.model, str(loaded.version))
             # One thread per version: a slow model never holds up another one's batches.
-            batcher = MicroBatcher(loaded.predictor.predict, ThreadPoolExecutor(1, thread_name_prefix="predict"),
-                                   policy, _observer(metrics, labels))
-            versions.setdefault(ref.name, {})[loaded.version] = app_module.ServedVersion(loaded, batcher)
+            batcher = MicroBatcher(loaded.predictor.predict, policy, counts.batched,
+                                   name=f"predict-{ref.name}@{loaded.version}")
+            versions.setdefault(ref.name, {})[loaded.version] = app_module.ServedVersion(loaded, batcher, counts)
             weights.setdefault(ref.name, {})[loaded.version] = ref.weight
             progress(f"loaded {ref.name}@{loaded.version} in {loaded.load_seconds:.2f} s")
     served = {name: app_module.ServedModel(name, versions[name], TrafficSplit(weights[name])) for name in versions}
@@ -148,27 +145,17 @@ def _rules(texts: list[str]) -> tuple[escalation_rules.Rule, ...]:
         raise errors.InvalidInput(str(exc), field="escalate_rule") from None
 
 
-def _observer(metrics: ServingMetrics, labels: tuple[str, str]) -> Callable[[int, int], None]:
-    rows_hist, requests_hist = metrics.batch_rows.labels(*labels), metrics.batch_requests.labels(*labels)
-
-    def observe(rows: int, requests: int) -> None:
-        rows_hist.observe(rows)
-        requests_hist.observe(requests)
-
-    return observe
-
-
 def _tokens(config: ServeConfig) -> TokenVerifier:
     if config.token_file:
         return TokenFile(Path(config.token_file))
     return ControlPlaneTokens(config.control_plane)
 
 
-def create_app(state: app_module.ServingState) -> Starlette:
+def create_app(state: app_module.ServingState) -> app_module.ServingApp:
     app = app_module.create_app(state)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(_app: object) -> AsyncIterator[None]:
         if state.shipper is not None:
             state.shipper.start()  # here, not in build_state: each --workers process ships from its own thread
         if state.uploader is not None:
@@ -191,11 +178,11 @@ def create_app(state: app_module.ServingState) -> Starlette:
             log.info("prediction log closed: %d logged, %d dropped", state.predictions.logged,
                      state.predictions.dropped)
 
-    app.router.lifespan_context = lifespan
+    app.starlette.router.lifespan_context = lifespan
     return app
 
 
-def app_from_environment() -> Starlette:
+def app_from_environment() -> app_module.ServingApp:
     """uvicorn factory for ``--workers N``: each worker rebuilds the state from the config."""
     from threadline.settings import ServeWorkerSettings
 

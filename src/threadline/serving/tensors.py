@@ -28,9 +28,13 @@ from threadline.serving import _binary, _inputs
 _DATATYPES = {dtype: name for name, dtype in _inputs.DTYPES.items() if name != "BYTES"}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Request:
-    """A decoded inference request: one array per signature input, all with ``rows`` rows."""
+    """A decoded inference request: one array per signature input, all with ``rows`` rows.
+
+    Not frozen, though nothing changes it: one is built per request, and a frozen dataclass's
+    ``__init__``, which sets every field through ``object.__setattr__``, costs several times as much.
+    """
 
     id: str | None
     tensors: dict[str, np.ndarray]
@@ -124,13 +128,14 @@ def encode_response(model_name: str, model_version: str, request_id: str,
         array = outputs.get(name)
         if array is None:  # the model broke its own signature: a server error, not the caller's
             raise errors.ThreadlineError(f"model {model_name} returned no output {name!r}")
+        array = np.asarray(array)
         if binary is True or (binary and name in binary):
-            chunk = _binary.pack(np.asarray(array))
+            chunk = _binary.pack(array)
             raw.append(chunk)
-            tensors.append({"name": name, "datatype": datatype_of(np.asarray(array).dtype),
-                            "shape": list(np.shape(array)), "parameters": {"binary_data_size": len(chunk)}})
+            tensors.append({"name": name, "datatype": datatype_of(array.dtype),
+                            "shape": list(array.shape), "parameters": {"binary_data_size": len(chunk)}})
         else:
-            tensors.append(_output(name, np.asarray(array)))
+            tensors.append(_output(name, array))
     document: dict[str, Any] = {"model_name": model_name, "model_version": model_version,
                                 "id": request_id}
     if parameters is not None:
@@ -176,15 +181,13 @@ def split_rows(outputs: Mapping[str, np.ndarray], counts: Sequence[int],
 
 
 def _output(name: str, array: np.ndarray) -> dict[str, Any]:
-    datatype = datatype_of(array.dtype)
-    data: Any
+    datatype = _DATATYPES.get(array.dtype) or datatype_of(array.dtype)  # a numeric dtype in one look-up
+    data: Any = array.ravel()  # C-contiguous and 1-D, which orjson writes as one flat JSON list
     if datatype == "BYTES":  # the protocol's JSON form of BYTES is a string per element
-        data = array.ravel().tolist()
+        data = data.tolist()
         if not set(map(type, data)) <= {str}:
             data = [value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
                     for value in data]
-    else:  # orjson writes a C-contiguous 1-D array as one flat JSON list
-        data = np.ascontiguousarray(array).reshape(-1)
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}
 
 

@@ -9,8 +9,8 @@ batches off the request path by the OpenTelemetry SDK (``threadline[otel]``).
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -30,6 +30,11 @@ class Span:
     flags: str
     attributes: dict[str, Any] = field(default_factory=dict)
     _otel: Any = None
+
+    @property
+    def recording(self) -> bool:
+        """Whether the span is exported, and so whether its attributes are worth setting."""
+        return self._otel is not None
 
     @property
     def traceparent(self) -> str:
@@ -66,9 +71,12 @@ class W3CTracer:
 
     def start(self, traceparent: str | None, name: str) -> Span:
         parent = parse(traceparent)
+        # Ids must be unique, not secret: the OpenTelemetry SDK draws them the same way, without
+        # the system call per id of ``secrets`` (this runs on every request).
+        ids = f"{random.getrandbits(192):048x}"
         if parent is None:
-            return Span(secrets.token_hex(16), secrets.token_hex(8), "01")
-        return Span(parent[0], secrets.token_hex(8), parent[2])
+            return Span(ids[:32], ids[32:], "01")
+        return Span(parent[0], ids[32:], parent[2])
 
     def shutdown(self) -> None:
         return None
