@@ -61,9 +61,7 @@ def build() -> Demo:
     frame = features.join(diagnosis)
     train, test = train_test_split(frame, test_size=0.25, random_state=SEED, stratify=frame[TARGET])
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    # Labels as a numpy text array rather than pandas objects: the serving process's context
-    # bundles do not handle an object array of Python strings yet.
-    model.fit(train[list(FEATURES)], train[TARGET].to_numpy(dtype=str))
+    model.fit(train[list(FEATURES)], train[TARGET])
     return Demo(model, train.reset_index(drop=True), test.reset_index(drop=True), features,
                 _metrics(model, test), _fairness(model, train, test))
 
