@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 import httpx
 import orjson
 
-from threadline import files
+from threadline import files, tls
 from threadline.domain import errors, names
 from threadline.settings import ClientSettings
 
@@ -36,7 +36,7 @@ class Client:
         token = token or settings.token or _local_admin_token(settings.home)
         self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, verify=tls.client_context())
 
     def close(self) -> None:
         self._http.close()

@@ -244,11 +244,21 @@ def test_parts_of_a_segment_are_compacted_into_one_file(tmp_path: Path) -> None:
     for i in range(3):
         log.record(_rec(i, inputs={"age": i}))
         log.flush()
-    assert len(_files(tmp_path, "part")) == 3
+    parts = _files(tmp_path, "part")
+    assert len(parts) == 3
+    assert {_compression(part) for part in parts} == {"UNCOMPRESSED"}  # quick to write, short-lived
     log.close()
     [sealed] = _files(tmp_path, "seg")
     assert _files(tmp_path, "part") == [] and pq.read_metadata(sealed).num_row_groups == 1
+    assert _compression(sealed) == "ZSTD"
     assert predlog.read_log(tmp_path)["in_age"].to_pylist() == [0, 1, 2]
+
+
+def _compression(path: Path) -> str:
+    row_group = pq.read_metadata(path).row_group(0)
+    kinds = {row_group.column(i).compression for i in range(row_group.num_columns)}
+    assert len(kinds) == 1, kinds
+    return kinds.pop()
 
 
 def test_new_input_names_start_a_new_segment_and_ints_widen(tmp_path: Path) -> None:

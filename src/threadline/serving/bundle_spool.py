@@ -25,6 +25,8 @@ from typing import Any, Callable, Mapping
 import httpx
 import orjson
 
+from threadline import tls
+
 log = logging.getLogger("threadline.serving.bundles")
 
 
@@ -78,7 +80,8 @@ class BundleShipper:
                  on_shipped: Callable[[int], None] = lambda _n: None) -> None:
         self._spool = spool
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=control_plane, headers=headers, timeout=10.0)
+        self._http = httpx.Client(base_url=control_plane, headers=headers, timeout=10.0,
+                                  verify=tls.client_context())
         self._interval = interval
         self._on_shipped = on_shipped
         self._wake = threading.Event()

@@ -23,7 +23,7 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping
@@ -60,6 +60,8 @@ class PredictionRecord:
     latency_ms: float
     escalated: bool
     status: str = "ok"
+    inputs_json: str = field(init=False)
+    outputs_json: str = field(init=False)
 
     def __post_init__(self) -> None:
         if self.time.utcoffset() is None:
@@ -67,6 +69,10 @@ class PredictionRecord:
         if not _SAFE_DEPLOYMENT.match(self.deployment):
             raise errors.InvalidInput(f"{self.deployment!r} cannot name a folder",
                                       field="deployment")
+        # Encoded here, where the server makes records after answering, rather than in the
+        # writer thread, whose bursts of work would hold up the requests arriving meanwhile.
+        self.inputs_json = predlog_files.json_text(self.inputs)
+        self.outputs_json = predlog_files.json_text(self.outputs)
 
 
 class PredictionLog:
