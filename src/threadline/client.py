@@ -36,7 +36,8 @@ class Client:
         token = token or settings.token or _local_admin_token(settings.home)
         self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, verify=tls.client_context())
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
+                                  verify=tls.client_context())
 
     def close(self) -> None:
         self._http.close()

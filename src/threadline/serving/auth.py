@@ -39,7 +39,8 @@ class ControlPlaneTokens:
     """
 
     def __init__(self, url: str, *, ttl: float = 30.0, negative_ttl: float = 5.0) -> None:
-        self._http = httpx.AsyncClient(base_url=url.rstrip("/"), timeout=10.0, verify=tls.client_context())
+        self._http = httpx.AsyncClient(base_url=url.rstrip("/"), timeout=10.0,
+                                       verify=tls.client_context())
         self._ttl, self._negative_ttl = ttl, negative_ttl
         self._cache: dict[str, tuple[str | None, float]] = {}
         self._lookups: dict[str, asyncio.Task[str | None]] = {}

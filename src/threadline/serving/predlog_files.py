@@ -11,11 +11,11 @@ everything since it was opened on SIGKILL. Instead every flush writes one small,
 Every file is written as ``.<name>.<random>.inprogress`` (ignored by pyarrow, and by DuckDB globs of
 ``*.parquet``), fsynced, then renamed, so a file under its final name is always complete
 (the folder is not fsynced: a power cut may lose the newest rename, never half a file).
-Parts are written uncompressed (they are short-lived, and writing them shares the
-serving core); sealing compresses with zstd. Sealing a segment writes its ``seg-`` file and
-then deletes its parts. A reader listing
-the folder in between, or after a crash in between, could see rows twice, so ``read_log``
-skips parts whose ``seg-`` file exists; other readers should do the same (DuckDB:
+Parts are written uncompressed (they are short-lived, and writing them shares the serving
+core); sealing compresses with zstd. Sealing a segment writes its ``seg-`` file and then
+deletes its parts. A reader listing the folder in between, or after a crash in between,
+could see rows twice, so ``read_log`` skips parts whose ``seg-`` file exists; other readers
+should do the same (DuckDB:
 ``read_parquet('<root>/*/*/*.parquet', hive_partitioning=true, union_by_name=true)``).
 Parts left behind by a crashed writer stay readable, only small.
 
@@ -192,7 +192,7 @@ class Segment:
 
     def write(self, records: list[PredictionRecord]) -> None:
         """Publish ``records`` as the next part."""
-        encoded = pa.BufferOutputStream()  # encoded without the GIL; one write call after
+        encoded = pa.BufferOutputStream()  # encoded in memory by the native writer, one write
         pq.write_table(_table(records, self.kinds), encoded, **_PART_OPTIONS)
         part = self.folder / f"part-{self.ident}-{len(self.parts):05d}.parquet"
         self.size += _publish(part, lambda file: file.write(encoded.getvalue()))
@@ -201,7 +201,8 @@ class Segment:
     def seal(self) -> Path:
         """Compact the parts into ``seg-<ident>.parquet``, delete them, return the new file."""
         def write(file: BinaryIO) -> None:
-            with pq.ParquetWriter(file, _schema(self.kinds), compression=_SEGMENT_COMPRESSION) as writer:
+            schema = _schema(self.kinds)
+            with pq.ParquetWriter(file, schema, compression=_SEGMENT_COMPRESSION) as writer:
                 pending: list[pa.Table] = []
                 for part in self.parts:
                     pending.append(pq.ParquetFile(part).read())
