@@ -254,6 +254,23 @@ def test_parts_of_a_segment_are_compacted_into_one_file(tmp_path: Path) -> None:
     assert predlog.read_log(tmp_path)["in_age"].to_pylist() == [0, 1, 2]
 
 
+def test_a_large_flush_is_one_part_of_several_row_groups_read_back_in_order(tmp_path: Path) -> None:
+    log = predlog.PredictionLog(tmp_path, flush_interval=60)
+    count = 2 * predlog_files._ENCODE_ROWS + 7
+    for i in range(count):
+        log.record(_rec(i, inputs={"age": i, "note": f"n{i}"}))
+    log.flush()
+    [part] = _files(tmp_path, "part")
+    metadata = pq.read_metadata(part)
+    sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
+    assert sizes == [predlog_files._ENCODE_ROWS, predlog_files._ENCODE_ROWS, 7]
+    table = predlog.read_log(tmp_path)
+    assert table["prediction_id"].to_pylist() == [f"p{i}" for i in range(count)]
+    assert table["in_note"].to_pylist() == [f"n{i}" for i in range(count)]
+    assert json.loads(table["inputs"][count - 1].as_py()) == {"age": count - 1, "note": f"n{count - 1}"}
+    log.close()
+
+
 def _compression(path: Path) -> str:
     row_group = pq.read_metadata(path).row_group(0)
     kinds = {row_group.column(i).compression for i in range(row_group.num_columns)}

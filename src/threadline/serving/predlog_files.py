@@ -54,9 +54,12 @@ if TYPE_CHECKING:
 
 _COMPACT_ROWS = 65_536
 # A part lives until its segment is sealed (minutes), and its writing shares the serving core:
-# written plain, without dictionaries for the columns where every value differs, it costs a
-# quarter of a default write. Sealing compresses.
-_PART_OPTIONS = {"compression": "none", "use_dictionary": ["deployment", "model", "status"]}
+# written plain, without dictionaries for the columns where every value differs and with
+# statistics only for the time (what readers prune by), it costs a quarter of a default write.
+# Sealing compresses. Each row group of a part is encoded between two yields (see ``chunked``).
+_PART_OPTIONS = {"compression": "none", "use_dictionary": ["deployment", "model", "status"],
+                 "write_statistics": ["time"]}
+_ENCODE_ROWS = 256
 _SEGMENT_COMPRESSION = "zstd"
 _PACE = 32  # records turned into columns between two yields of the GIL (see ``paced``)
 _READ_ATTEMPTS = 5
@@ -102,8 +105,8 @@ def _fits(column: type, value: type | None) -> bool:
     return value is column or (column is float and value is int)
 
 
-def paced(records: list[PredictionRecord]) -> Iterator[PredictionRecord]:
-    """``records`` one by one, yielding the CPU, and with it the GIL, every ``_PACE`` records.
+def chunked(records: list[PredictionRecord]) -> Iterator[list[PredictionRecord]]:
+    """``records`` in slices of ``_PACE``, yielding the CPU, and with it the GIL, between two.
 
     The writer thread holds the GIL while it turns records into columns. Without a pause, a
     request arriving meanwhile waits for the rest of that work (up to the interpreter's 5 ms
@@ -112,7 +115,13 @@ def paced(records: list[PredictionRecord]) -> Iterator[PredictionRecord]:
     for start in range(0, len(records), _PACE):
         if start:
             os.sched_yield()
-        yield from records[start:start + _PACE]
+        yield records[start:start + _PACE]
+
+
+def paced(records: list[PredictionRecord]) -> Iterator[PredictionRecord]:
+    """``records`` one by one, with the pauses of ``chunked``."""
+    for chunk in chunked(records):
+        yield from chunk
 
 
 def input_kinds(records: Iterable[PredictionRecord]) -> dict[str, type]:
@@ -159,6 +168,14 @@ def json_text(values: Mapping[str, object]) -> str:
 
 
 def _table(records: list[PredictionRecord], kinds: Mapping[str, type]) -> pa.Table:
+    """The part of ``records``, converted a slice at a time (see ``chunked``)."""
+    schema = _schema(kinds)
+    batches = [pa.RecordBatch.from_pydict(_columns(chunk, kinds), schema=schema)
+               for chunk in chunked(records)]
+    return pa.Table.from_batches(batches, schema=schema).combine_chunks()
+
+
+def _columns(records: list[PredictionRecord], kinds: Mapping[str, type]) -> dict[str, list[object]]:
     columns: dict[str, list[object]] = {
         "prediction_id": [r.prediction_id for r in records],
         "trace_id": [r.trace_id for r in records], "time": [r.time for r in records],
@@ -169,9 +186,9 @@ def _table(records: list[PredictionRecord], kinds: Mapping[str, type]) -> pa.Tab
         "outputs": [r.outputs_json for r in records],
     }
     for name, kind in kinds.items():
-        values = (r.inputs.get(name) for r in paced(records))
+        values = (r.inputs.get(name) for r in records)
         columns[column_name(name)] = [kind(v) if _fits(kind, _kind(v)) else None for v in values]
-    return pa.Table.from_pydict(columns, schema=_schema(kinds))
+    return columns
 
 
 def _publish(final: Path, write: Callable[[BinaryIO], None]) -> int:
@@ -192,8 +209,13 @@ class Segment:
 
     def write(self, records: list[PredictionRecord]) -> None:
         """Publish ``records`` as the next part."""
+        table = _table(records, self.kinds)
         encoded = pa.BufferOutputStream()  # encoded in memory by the native writer, one write
-        pq.write_table(_table(records, self.kinds), encoded, **_PART_OPTIONS)
+        with pq.ParquetWriter(encoded, table.schema, **_PART_OPTIONS) as writer:
+            for start in range(0, table.num_rows, _ENCODE_ROWS):
+                if start:
+                    os.sched_yield()
+                writer.write_table(table.slice(start, _ENCODE_ROWS))
         part = self.folder / f"part-{self.ident}-{len(self.parts):05d}.parquet"
         self.size += _publish(part, lambda file: file.write(encoded.getvalue()))
         self.parts.append(part)
