@@ -56,12 +56,12 @@ _COMPACT_ROWS = 65_536
 # A part lives until its segment is sealed (minutes), and its writing shares the serving core:
 # written plain, without dictionaries for the columns where every value differs and with
 # statistics only for the time (what readers prune by), it costs a quarter of a default write.
-# Sealing compresses. Each row group of a part is encoded between two yields (see ``chunked``).
+# Sealing compresses. Each row group of a part is encoded between two yields (see ``_starts``).
 _PART_OPTIONS = {"compression": "none", "use_dictionary": ["deployment", "model", "status"],
                  "write_statistics": ["time"]}
 _ENCODE_ROWS = 256
 _SEGMENT_COMPRESSION = "zstd"
-_PACE = 32  # records turned into columns between two yields of the GIL (see ``paced``)
+_PACE = 32  # records turned into columns between two yields (see ``_starts``)
 _READ_ATTEMPTS = 5
 _SAFE_COLUMN = re.compile(r"^[a-z_][a-z0-9_]{0,59}$")
 _PLAIN: dict[type, type] = {bool: bool, int: int, float: float, str: str}
@@ -105,16 +105,22 @@ def _fits(column: type, value: type | None) -> bool:
     return value is column or (column is float and value is int)
 
 
-def chunked(records: list[PredictionRecord]) -> Iterator[list[PredictionRecord]]:
-    """``records`` in slices of ``_PACE``, yielding the CPU, and with it the GIL, between two.
+def _starts(total: int, step: int) -> Iterator[int]:
+    """``0, step, 2*step ...`` below ``total``, yielding the CPU, and with it the GIL, between two.
 
-    The writer thread holds the GIL while it turns records into columns. Without a pause, a
-    request arriving meanwhile waits for the rest of that work (up to the interpreter's 5 ms
-    switch interval), and the serving p99 follows the longest such wait.
+    The writer thread holds the GIL while it turns records into columns, and the core while it
+    encodes them. Without a pause, a request arriving meanwhile waits for the rest of that work
+    (up to the interpreter's 5 ms switch interval), and the serving p99 follows the longest wait.
     """
-    for start in range(0, len(records), _PACE):
+    for start in range(0, total, step):
         if start:
             os.sched_yield()
+        yield start
+
+
+def chunked(records: list[PredictionRecord]) -> Iterator[list[PredictionRecord]]:
+    """``records`` in slices of ``_PACE``, with a pause between two (see ``_starts``)."""
+    for start in _starts(len(records), _PACE):
         yield records[start:start + _PACE]
 
 
@@ -212,9 +218,7 @@ class Segment:
         table = _table(records, self.kinds)
         encoded = pa.BufferOutputStream()  # encoded in memory by the native writer, one write
         with pq.ParquetWriter(encoded, table.schema, **_PART_OPTIONS) as writer:
-            for start in range(0, table.num_rows, _ENCODE_ROWS):
-                if start:
-                    os.sched_yield()
+            for start in _starts(table.num_rows, _ENCODE_ROWS):
                 writer.write_table(table.slice(start, _ENCODE_ROWS))
         part = self.folder / f"part-{self.ident}-{len(self.parts):05d}.parquet"
         self.size += _publish(part, lambda file: file.write(encoded.getvalue()))
