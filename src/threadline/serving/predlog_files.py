@@ -15,8 +15,7 @@ Parts are written uncompressed (they are short-lived, and writing them shares th
 core); sealing compresses with zstd. Sealing a segment writes its ``seg-`` file and then
 deletes its parts. A reader listing the folder in between, or after a crash in between,
 could see rows twice, so ``read_log`` skips parts whose ``seg-`` file exists; other readers
-should do the same (DuckDB:
-``read_parquet('<root>/*/*/*.parquet', hive_partitioning=true, union_by_name=true)``).
+should do the same (DuckDB: ``read_parquet('<root>/*/*/*.parquet', hive_partitioning=true, union_by_name=true)``).
 Parts left behind by a crashed writer stay readable, only small.
 
 Columns: the fixed fields of ``_FIXED``, ``inputs`` and ``outputs`` as JSON text, and for
@@ -118,15 +117,15 @@ def _starts(total: int, step: int) -> Iterator[int]:
         yield start
 
 
-def chunked(records: list[PredictionRecord]) -> Iterator[list[PredictionRecord]]:
+def _chunked(records: list[PredictionRecord]) -> Iterator[list[PredictionRecord]]:
     """``records`` in slices of ``_PACE``, with a pause between two (see ``_starts``)."""
     for start in _starts(len(records), _PACE):
         yield records[start:start + _PACE]
 
 
 def paced(records: list[PredictionRecord]) -> Iterator[PredictionRecord]:
-    """``records`` one by one, with the pauses of ``chunked``."""
-    for chunk in chunked(records):
+    """``records`` one by one, with the pauses of ``_chunked``."""
+    for chunk in _chunked(records):
         yield from chunk
 
 
@@ -174,10 +173,10 @@ def json_text(values: Mapping[str, object]) -> str:
 
 
 def _table(records: list[PredictionRecord], kinds: Mapping[str, type]) -> pa.Table:
-    """The part of ``records``, converted a slice at a time (see ``chunked``)."""
+    """The part of ``records``, converted a slice at a time (see ``_chunked``)."""
     schema = _schema(kinds)
     batches = [pa.RecordBatch.from_pydict(_columns(chunk, kinds), schema=schema)
-               for chunk in chunked(records)]
+               for chunk in _chunked(records)]
     return pa.Table.from_batches(batches, schema=schema).combine_chunks()
 
 
