@@ -80,11 +80,16 @@ def test_the_local_runtime_scales_with_load_and_back(plane: ControlPlane, iris_m
         stop.set()
         for sender in senders:
             sender.join(timeout=10)
-    wait_for(lambda: replicas(admin) == 1, timeout=60, what="the scale-down once idle")
+    # The endpoints can show a single replica for a moment while a new one starts (seen in CI,
+    # 2 runs of 7): wait for the autoscaler's own scale-down first, then for one replica.
+    wait_for(lambda: any(h["action"] == "autoscale" and h["outcome"] == "applied" and h["evidence"]["to"] == 1
+                         for h in admin.deployment("iris", "staging")["history"]),
+             timeout=60, what="the scale-down once idle")
+    wait_for(lambda: replicas(admin) == 1, timeout=60, what="one replica after the scale-down")
     history = admin.deployment("iris", "staging")["history"]
     scaled = [h for h in history if h["action"] == "autoscale" and h["outcome"] == "applied"]
     assert any(h["evidence"]["to"] > h["evidence"]["from"] for h in scaled)
-    assert any(h["evidence"]["to"] == 1 for h in scaled)
+    assert any(h["evidence"]["to"] == 1 for h in scaled), history
     assert all(h["reason"] for h in scaled)
     # Scaling within the spec's bounds is not drift: the deployment settles as Synced.
     wait_for(lambda: admin.deployment("iris", "staging")["status"] == "Synced", timeout=90, what="Synced")
