@@ -8,6 +8,7 @@ PostgreSQL is expected at 127.0.0.1:5432 (override with THREADLINE_TEST_POSTGRES
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -18,6 +19,18 @@ from support import ControlPlane
 POSTGRES_ADMIN_URL = os.environ.get("THREADLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 S3_BUCKET = "threadline-test"
 BACKENDS = os.environ.get("THREADLINE_TEST_BACKENDS", "sqlite,postgresql").split(",")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def interruptible_children() -> None:
+    """Let tests interrupt their subprocesses as a user's Ctrl-C does.
+
+    A shell that starts the suite in the background (``.ci/run &``) ignores SIGINT, and an
+    ignored signal stays ignored in every process started from it, so a SIGINT sent to a child
+    would do nothing. Installing Python's own handler here makes children start with the default.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
