@@ -27,6 +27,7 @@ from threadline.artifacts import archive
 from threadline.bundles import chain as decision
 from threadline.domain import errors
 from threadline.domain.models import ArtifactFormat, Signature
+from threadline.serving import linear
 
 Tensors = dict[str, np.ndarray]
 
@@ -126,8 +127,12 @@ class SklearnPredictor:
         self._outputs = {spec.name for spec in signature.outputs}
         self._argmax = type(final).__name__ in _ARGMAX_CLASSIFIERS and hasattr(final, "classes_")
         self._classes = getattr(final, "classes_", None)
-        self._predict: Callable[[Any], Tensors] = self._classify if "probabilities" in self._outputs \
-            else self._regress
+        classifier = "probabilities" in self._outputs
+        self._predict: Callable[[Any], Tensors] = self._classify if classifier else self._regress
+        # Evaluated directly when exactly equal (see ``linear``): scikit-learn's checks on every
+        # call cost twenty times the arithmetic of a one-row linear model.
+        method = "predict_proba" if classifier else "predict"
+        self._plan = None if self._by_name else linear.plan_for(estimator, method)
 
     def predict(self, inputs: Mapping[str, np.ndarray]) -> Tensors:
         return self._predict(self._features(inputs))
@@ -145,7 +150,9 @@ class SklearnPredictor:
         return np.column_stack([inputs[name] for name in self._names])
 
     def _classify(self, features: Any) -> Tensors:
-        probabilities = np.asarray(self._estimator.predict_proba(features), dtype=np.float64)
+        direct = self._plan is not None and self._plan.accepts(features)
+        raw = self._plan(features) if direct else self._estimator.predict_proba(features)  # type: ignore[misc]
+        probabilities = np.asarray(raw, dtype=np.float64)
         if self._argmax and self._classes is not None:
             label = self._classes[probabilities.argmax(axis=1)]
         else:
@@ -154,7 +161,9 @@ class SklearnPredictor:
 
     def _regress(self, features: Any) -> Tensors:
         name = next(iter(self._outputs), "prediction")
-        return {name: np.asarray(self._estimator.predict(features), dtype=np.float64)}
+        direct = self._plan is not None and self._plan.accepts(features)
+        raw = self._plan(features) if direct else self._estimator.predict(features)  # type: ignore[misc]
+        return {name: np.asarray(raw, dtype=np.float64)}
 
 
 def _steps(estimator: Any) -> list[Any]:
