@@ -60,6 +60,7 @@ _COMPACT_ROWS = 65_536
 _PART_OPTIONS = {"compression": "none", "use_dictionary": ["deployment", "model", "status"],
                  "write_statistics": ["time"]}
 _ENCODE_ROWS = 256
+_WRITE_BYTES = 128 << 10
 _SEGMENT_COMPRESSION = "zstd"
 _PACE = 32  # records looked at between two yields (see ``_starts``)
 _CONVERT_ROWS = 1024  # records of a column turned into Arrow in one call
@@ -203,6 +204,12 @@ def _values(records: list[PredictionRecord], column: str,
     return [kind(v) if _fits(kind, _kind(v)) else None for v in values]
 
 
+def _write_paced(file: BinaryIO, data: memoryview) -> None:
+    """Write ``data`` a slice of ``_WRITE_BYTES`` at a time (see ``_starts``)."""
+    for start in _starts(len(data), _WRITE_BYTES):
+        file.write(data[start:start + _WRITE_BYTES])
+
+
 def _publish(final: Path, write: Callable[[BinaryIO], None]) -> int:
     """Write ``final`` under a hidden name, fsync, rename; return its size in bytes."""
     return files.atomic_write(final, write)
@@ -227,7 +234,7 @@ class Segment:
             for start in _starts(table.num_rows, _ENCODE_ROWS):
                 writer.write_table(table.slice(start, _ENCODE_ROWS))
         part = self.folder / f"part-{self.ident}-{len(self.parts):05d}.parquet"
-        self.size += _publish(part, lambda file: file.write(encoded.getvalue()))
+        self.size += _publish(part, lambda file: _write_paced(file, memoryview(encoded.getvalue())))
         self.parts.append(part)
 
     def seal(self) -> Path:
