@@ -1,4 +1,4 @@
-"""Linear models evaluated from their coefficients give scikit-learn's exact bits, or are not used."""
+"""Linear models computed from their coefficients give scikit-learn's exact bits, or are not used."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_classification, make_regression
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, LogisticRegression, Ridge, SGDClassifier
+from sklearn.linear_model import (ElasticNet, Lasso, LinearRegression, LogisticRegression, Ridge,
+                                  SGDClassifier)
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
@@ -21,11 +22,13 @@ _, YR3 = make_regression(n_samples=300, n_features=8, n_targets=3, random_state=
 
 COVERED = {
     "binary logistic": (lambda: LogisticRegression().fit(X2, Y2), "predict_proba", X2),
-    "multinomial logistic": (lambda: LogisticRegression(max_iter=500).fit(X4, Y4), "predict_proba", X4),
+    "multinomial logistic": (lambda: LogisticRegression(max_iter=500).fit(X4, Y4), "predict_proba",
+                             X4),
     "scaled logistic": (lambda: make_pipeline(StandardScaler(), LogisticRegression()).fit(X2, Y2),
                         "predict_proba", X2),
     "scaled, not centred": (lambda: make_pipeline(StandardScaler(with_mean=False),
-                                                  LogisticRegression(max_iter=500)).fit(X4, Y4), "predict_proba", X4),
+                                                  LogisticRegression(max_iter=500)).fit(X4, Y4),
+                            "predict_proba", X4),
     "linear regression": (lambda: LinearRegression().fit(XR, YR), "predict", XR),
     "ridge, three targets": (lambda: Ridge().fit(XR, YR3), "predict", XR),
     "scaled lasso": (lambda: make_pipeline(StandardScaler(), Lasso()).fit(XR, YR), "predict", XR),
@@ -61,6 +64,7 @@ def test_a_scaler_never_changes_the_callers_array() -> None:
     (lambda: make_pipeline(MinMaxScaler(), LogisticRegression()).fit(X2, Y2), "predict_proba"),
     (lambda: LogisticRegression().fit(X2, Y2), "predict"),  # labels come from the probabilities
     (lambda: LogisticRegression(), "predict_proba"),  # not fitted
+    (lambda: type("Custom", (LogisticRegression,), {})().fit(X2, Y2), "predict_proba"),  # a subclass
 ])
 def test_models_it_does_not_cover_have_no_plan(make, method: str) -> None:
     assert linear.plan_for(make(), method) is None
@@ -69,7 +73,8 @@ def test_models_it_does_not_cover_have_no_plan(make, method: str) -> None:
 def test_a_plan_that_differs_from_scikit_learn_is_not_used() -> None:
     estimator = LogisticRegression().fit(X2, Y2)
     own = estimator.predict_proba
-    estimator.predict_proba = lambda rows: own(rows) + 1e-15  # a future scikit-learn computing it otherwise
+    # as a future scikit-learn computing it another way would:
+    estimator.predict_proba = lambda rows: own(rows) + 1e-15
     assert linear.plan_for(estimator, "predict_proba") is None
 
 

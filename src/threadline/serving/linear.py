@@ -9,9 +9,9 @@ bits. A plan is only used after it reproduced the estimator's own answer exactly
 at load (``plan_for``), and only for finite float64 inputs (anything else goes to
 scikit-learn, which also raises its own errors for it).
 
-Covered: ``LogisticRegression`` (``predict_proba``), the linear regressors built on
-``LinearModel`` (``predict``: LinearRegression, Ridge, Lasso, ElasticNet and their CV
-variants), alone or at the end of a ``Pipeline`` whose other steps are ``StandardScaler``.
+Covered: ``LogisticRegression`` (``predict_proba``) and ``LinearRegression``, ``Ridge``,
+``Lasso``, ``ElasticNet`` and their CV variants (``predict``), alone or at the end of a
+``Pipeline`` whose other steps are ``StandardScaler``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ import numpy as np
 log = logging.getLogger("threadline.serving")
 
 Step = Callable[[np.ndarray], np.ndarray]
+# Regressors whose predict is LinearModel's: the features times the coefficients plus the intercept.
+_REGRESSORS = ("LinearRegression", "Ridge", "RidgeCV", "Lasso", "LassoCV", "ElasticNet",
+               "ElasticNetCV")
 _PROBE_ROWS = 33  # an odd count: the probe also crosses batch sizes that BLAS treats differently
 
 
@@ -62,7 +65,8 @@ def plan_for(estimator: Any, method: str) -> LinearPlan | None:
     except Exception:  # noqa: BLE001 - an estimator that cannot take plain rows keeps its own call
         return None
     got = [plan(rows.copy()) for rows in (probe, probe[:1])]
-    if all(a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b) for a, b in zip(got, expected)):
+    if all(a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+           for a, b in zip(got, expected)):
         return plan
     log.warning("%s.%s: the direct evaluation differs from scikit-learn's on probe rows; "
                 "scikit-learn's own call is used", type(estimator).__name__, method)
@@ -72,18 +76,19 @@ def plan_for(estimator: Any, method: str) -> LinearPlan | None:
 def _compile(estimator: Any, method: str) -> LinearPlan | None:
     from sklearn.pipeline import Pipeline
 
-    chain = [step for _, step in estimator.steps] if isinstance(estimator, Pipeline) else [estimator]
-    chain = [step for step in chain if step is not None and step != "passthrough"]
+    members = [step for _, step in estimator.steps] if isinstance(estimator, Pipeline) \
+        else [estimator]
+    chain = [step for step in members if step is not None and step != "passthrough"]
     if not chain:
         return None
-    steps = [_scaler(step) for step in chain[:-1]]
+    transforms = [_scaler(step) for step in chain[:-1]]
     final = _final(chain[-1], method)
-    if final is None or any(step is None for step in steps):
+    if final is None or any(transform is None for transform in transforms):
         return None
     n_features = getattr(chain[0], "n_features_in_", None)
     if not isinstance(n_features, int):
         return None
-    return LinearPlan((*steps, final), n_features)  # type: ignore[arg-type]
+    return LinearPlan((*transforms, final), n_features)  # type: ignore[arg-type]
 
 
 def _scaler(step: Any) -> Step | None:
@@ -107,12 +112,13 @@ def _scaler(step: Any) -> Step | None:
 
 
 def _final(estimator: Any, method: str) -> Step | None:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.linear_model._base import LinearModel
+    """Exact classes only: a subclass may compute its answer otherwise."""
+    from sklearn import linear_model
 
-    if method == "predict_proba" and type(estimator) is LogisticRegression:
+    if method == "predict_proba" and type(estimator) is linear_model.LogisticRegression:
         return _logistic(estimator)
-    if method == "predict" and isinstance(estimator, LinearModel) and not hasattr(estimator, "classes_"):
+    regressors = tuple(getattr(linear_model, name) for name in _REGRESSORS)
+    if method == "predict" and type(estimator) in regressors:
         return _regression(estimator)
     return None
 

@@ -150,8 +150,8 @@ class SklearnPredictor:
         return np.column_stack([inputs[name] for name in self._names])
 
     def _classify(self, features: Any) -> Tensors:
-        direct = self._plan is not None and self._plan.accepts(features)
-        raw = self._plan(features) if direct else self._estimator.predict_proba(features)  # type: ignore[misc]
+        plan = self._plan
+        raw = plan(features) if plan and plan.accepts(features) else self._estimator.predict_proba(features)
         probabilities = np.asarray(raw, dtype=np.float64)
         if self._argmax and self._classes is not None:
             label = self._classes[probabilities.argmax(axis=1)]
@@ -161,8 +161,8 @@ class SklearnPredictor:
 
     def _regress(self, features: Any) -> Tensors:
         name = next(iter(self._outputs), "prediction")
-        direct = self._plan is not None and self._plan.accepts(features)
-        raw = self._plan(features) if direct else self._estimator.predict(features)  # type: ignore[misc]
+        plan = self._plan
+        raw = plan(features) if plan and plan.accepts(features) else self._estimator.predict(features)
         return {name: np.asarray(raw, dtype=np.float64)}
 
 
