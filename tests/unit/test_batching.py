@@ -12,6 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from threadline.domain import errors
 from threadline.domain.models import Signature, TensorSpec
@@ -20,16 +23,21 @@ from threadline.serving.predictors import SklearnPredictor
 
 X, Y = make_classification(n_samples=300, n_features=5, random_state=0)
 FOREST = RandomForestClassifier(n_estimators=10, random_state=0).fit(X, Y)
+# Computed from its coefficients (``serving.linear``), where a batch through scikit-learn would
+# differ from its rows one by one in the last bit.
+SCALED_LOGISTIC = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, Y)
 SIGNATURE = Signature(inputs=(TensorSpec("input-0", "FP64", (-1, 5)),),
                       outputs=(TensorSpec("label", "INT64", (-1,)), TensorSpec("probabilities", "FP64", (-1, 2))))
 PREDICTOR = SklearnPredictor(FOREST, SIGNATURE)
+PREDICTORS = {"forest": (FOREST, PREDICTOR),
+              "scaled logistic": (SCALED_LOGISTIC, SklearnPredictor(SCALED_LOGISTIC, SIGNATURE))}
 
 
-async def _run_all(requests: list[np.ndarray], policy: BatchPolicy,
-                   calls: list[int]) -> list[dict[str, np.ndarray]]:
+async def _run_all(requests: list[np.ndarray], policy: BatchPolicy, calls: list[int],
+                   predictor: SklearnPredictor = PREDICTOR) -> list[dict[str, np.ndarray]]:
     def predict(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         calls.append(len(inputs["input-0"]))
-        return PREDICTOR.predict(inputs)
+        return predictor.predict(inputs)
 
     batcher = MicroBatcher(predict, policy)
     try:
@@ -38,19 +46,21 @@ async def _run_all(requests: list[np.ndarray], policy: BatchPolicy,
         await batcher.close()
 
 
+@pytest.mark.parametrize("model", PREDICTORS)
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.integers(min_value=1, max_value=7), min_size=1, max_size=30),
        st.integers(min_value=1, max_value=40))
-def test_batched_results_equal_one_by_one(sizes: list[int], max_rows: int) -> None:
+def test_batched_results_equal_one_by_one(model: str, sizes: list[int], max_rows: int) -> None:
+    estimator, predictor = PREDICTORS[model]
     rng = np.random.default_rng(sum(sizes))
     requests = [rng.normal(size=(n, 5)) for n in sizes]
     calls: list[int] = []
-    batched = asyncio.run(_run_all(requests, BatchPolicy(max_batch_rows=max_rows), calls))
+    batched = asyncio.run(_run_all(requests, BatchPolicy(max_batch_rows=max_rows), calls, predictor))
     for request, result in zip(requests, batched):
-        alone = PREDICTOR.predict({"input-0": request})
+        alone = predictor.predict({"input-0": request})
         assert np.array_equal(result["label"], alone["label"])
         assert np.array_equal(result["probabilities"], alone["probabilities"])
-        assert np.array_equal(result["label"], FOREST.predict(request))
+        assert np.array_equal(result["label"], estimator.predict(request))
     assert sum(calls) == sum(sizes)
     assert all(c <= max(max_rows, max(sizes)) for c in calls)
 
@@ -143,7 +153,6 @@ def test_idle_batcher_adds_no_wait() -> None:
 @pytest.mark.parametrize("names", [True, False])
 def test_predictor_on_named_columns_matches_sklearn(names: bool) -> None:
     import pandas as pd
-    from sklearn.linear_model import LogisticRegression
 
     frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(5)])
     model = LogisticRegression().fit(frame if names else X, Y)

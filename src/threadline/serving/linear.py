@@ -4,10 +4,14 @@ For one row, ``LogisticRegression.predict_proba`` takes about 110 µs, of which 
 is about 5 µs: the rest is scikit-learn checking its input on every call (is it a dataframe of
 some library, is the model fitted, how many features, any NaN). The server has already checked
 each request against the version's signature, so for the models below it does the arithmetic
-itself, with the same numpy and scikit-learn functions in the same order, which gives the same
-bits. A plan is only used after it reproduced the estimator's own answer exactly on probe rows
-at load (``plan_for``), and only for finite float64 inputs (anything else goes to
-scikit-learn, which also raises its own errors for it).
+itself, with the same numpy and scikit-learn functions in the same order.
+
+Each row is computed exactly as scikit-learn computes that row alone, whatever else is in the
+batch: BLAS takes other paths for other row counts, so a batch of linear models through
+scikit-learn can differ from its rows one by one in the last bit, and micro-batching must not
+change an answer. A plan is only used after it reproduced, at load, the estimator's own answer
+for one row and for each of a batch of probe rows predicted alone (``plan_for``), and only for
+finite float64 inputs (anything else goes to scikit-learn, which also raises its own errors).
 
 Covered: ``LogisticRegression`` (``predict_proba``) and ``LinearRegression``, ``Ridge``,
 ``Lasso``, ``ElasticNet`` and their CV variants (``predict``), alone or at the end of a
@@ -28,7 +32,7 @@ Step = Callable[[np.ndarray], np.ndarray]
 # Regressors whose predict is LinearModel's: the features times the coefficients plus the intercept.
 _REGRESSORS = ("LinearRegression", "Ridge", "RidgeCV", "Lasso", "LassoCV", "ElasticNet",
                "ElasticNetCV")
-_PROBE_ROWS = 33  # an odd count: the probe also crosses batch sizes that BLAS treats differently
+_PROBE_ROWS = 33
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,8 @@ class LinearPlan:
     n_features: int
 
     def accepts(self, features: np.ndarray) -> bool:
-        """Whether the plan gives exactly what scikit-learn would for ``features``."""
+        """Whether the plan gives, for each row of ``features``, exactly what scikit-learn gives
+        for that row alone."""
         return (type(features) is np.ndarray and features.dtype == np.float64 and features.ndim == 2
                 and features.shape[1] == self.n_features and bool(np.isfinite(features).all()))
 
@@ -61,10 +66,11 @@ def plan_for(estimator: Any, method: str) -> LinearPlan | None:
         return None
     probe = np.random.default_rng(0).normal(0.0, 3.0, size=(_PROBE_ROWS, plan.n_features))
     try:
-        expected = [np.asarray(getattr(estimator, method)(rows)) for rows in (probe, probe[:1])]
+        alone = [np.asarray(getattr(estimator, method)(probe[i:i + 1])) for i in range(_PROBE_ROWS)]
     except Exception:  # noqa: BLE001 - an estimator that cannot take plain rows keeps its own call
         return None
-    got = [plan(rows.copy()) for rows in (probe, probe[:1])]
+    expected = (np.concatenate(alone), alone[0])
+    got = (plan(probe.copy()), plan(probe[:1].copy()))
     if all(a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
            for a, b in zip(got, expected)):
         return plan
@@ -127,14 +133,14 @@ def _logistic(estimator: Any) -> Step:
     """``LogisticRegression.predict_proba``: the logistic function of the decision for two
     classes, the softmax of the decisions for more."""
     from scipy.special import expit
-    from sklearn.utils.extmath import safe_sparse_dot, softmax
+    from sklearn.utils.extmath import softmax
 
     coef = estimator.coef_.T if estimator.coef_.ndim == 2 else estimator.coef_
     intercept = estimator.intercept_
     binary = len(estimator.classes_) <= 2
 
     def predict_proba(features: np.ndarray) -> np.ndarray:
-        scores = safe_sparse_dot(features, coef, dense_output=True) + intercept
+        scores = _row_by_row(features, coef) + intercept
         if scores.ndim > 1 and scores.shape[1] == 1:
             scores = scores.reshape(-1)
         if not binary:
@@ -151,6 +157,12 @@ def _regression(estimator: Any) -> Step:
     intercept = estimator.intercept_
 
     def predict(features: np.ndarray) -> np.ndarray:
-        return features @ coef + intercept  # type: ignore[no-any-return]
+        return _row_by_row(features, coef) + intercept  # type: ignore[no-any-return]
 
     return predict
+
+
+def _row_by_row(features: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """``features @ coef`` as a stack of one-row products: numpy multiplies each (1, n) slice
+    as it multiplies a one-row matrix, which a single product of the whole batch does not."""
+    return np.matmul(features[:, np.newaxis, :], coef)[:, 0]
