@@ -139,6 +139,7 @@ class PredictionLog:
             with self._lock:
                 batch, self._buffer = self._buffer, []
             written = self._write(batch)
+            predlog_files.release(batch)
             now = time.monotonic()
             for key, segment in list(self._segments.items()):
                 if (seal_all or segment.size >= self._rotate_bytes
