@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -74,8 +75,6 @@ def load_table(data: object, *, field: str = "training_data") -> pa.Table:
     """Read training data given as a DataFrame, an Arrow table or a .parquet/.csv path."""
     if isinstance(data, pa.Table):
         return data
-    import pandas as pd  # here: the serving process imports this module and never needs pandas
-
     if isinstance(data, pd.DataFrame):
         try:
             return pa.Table.from_pandas(data, preserve_index=False)

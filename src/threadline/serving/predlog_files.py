@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, Iterator, Mappin
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from threadline import files
@@ -79,6 +80,7 @@ _FIXED = pa.schema([
 _ATTRIBUTES = {field.name: field.name for field in _FIXED} | {"inputs": "inputs_json",
                                                                "outputs": "outputs_json"}
 _DATE = pa.field("date", pa.string())
+_PARTITIONING = ds.partitioning(pa.schema([("deployment", pa.string()), _DATE]), flavor="hive")
 
 
 def column_name(name: str) -> str:
@@ -301,9 +303,6 @@ def _read(root: Path, deployment: str | None) -> pa.Table:
     if not files:
         return _schema({}).append(_DATE).empty_table()
     schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
-    import pyarrow.dataset as ds  # here: it imports pandas, which the serving process never needs
-
-    partitioning = ds.partitioning(pa.schema([("deployment", pa.string()), _DATE]), flavor="hive")
     dataset = ds.dataset([str(f) for f in files], schema=schema.append(_DATE), format="parquet",
-                         partitioning=partitioning, partition_base_dir=str(root))
+                         partitioning=_PARTITIONING, partition_base_dir=str(root))
     return dataset.to_table().sort_by("time")
