@@ -131,7 +131,9 @@ def test_a_recommendation_becomes_a_diff_of_the_spec_and_the_cost_report_prices_
 
     report = admin.cost(by="team", since="1d")
     [row] = report["items"]
-    assert row["name"] == "default" and row["replica_hours"] == pytest.approx(3.0)
+    # Three hours stood in, plus the minutes the live sampler measured of the real replica while
+    # the test ran (one on a slow CI run).
+    assert row["name"] == "default" and 3.0 <= row["replica_hours"] <= 3.0 + 5 / 60
     assert row["cost"] > 0 and row["cost_per_1000"] > 0 and 0 < row["cpu_utilization"] < 0.2
     assert row["potential_saving"] > 0
     csv_file = tmp_path / "cost.csv"
