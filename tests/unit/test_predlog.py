@@ -341,3 +341,17 @@ def test_readers_never_see_partial_or_duplicated_records(tmp_path: Path) -> None
     assert len(_files(tmp_path, "seg")) > 2
     assert sorted(predlog.read_log(tmp_path)["prediction_id"].to_pylist()) == sorted(
         f"p{i}" for i in range(count))
+
+
+def test_a_flush_longer_than_one_conversion_slice_keeps_every_record_in_order(tmp_path: Path) -> None:
+    log = predlog.PredictionLog(tmp_path, flush_interval=60)
+    count = predlog_files._CONVERT_ROWS + 3
+    start = T0 - timedelta(hours=1)  # the whole flush within one day: one part
+    for i in range(count):
+        log.record(_rec(i, when=start + timedelta(milliseconds=i)))
+    log.flush()
+    assert len(_files(tmp_path, "part")) == 1
+    table = predlog.read_log(tmp_path)
+    assert table["prediction_id"].to_pylist() == [f"p{i}" for i in range(count)]
+    assert table["in_age"].to_pylist() == list(range(count))
+    log.close()
