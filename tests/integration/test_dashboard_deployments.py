@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,22 @@ FEATURES = DRIFT_FEATURES
 NAME, ENV = "scorer-live", "production"
 HOSTILE = "<script>alert('x')</script>"
 ADMIN = access.system("test")
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(timezone.utc)  # set again by ``board``, clear of the next hour
 HOUR = NOW.replace(minute=0, second=0, microsecond=0)  # the current window starts here
+
+
+def _now_clear_of_the_hour(margin: timedelta = timedelta(minutes=3)) -> datetime:
+    """Now, or just after the next hour if that is closer than ``margin``.
+
+    The page groups the log by the real clock into hourly windows, so the windows these tests
+    expect must not move while they run (a CI run that crossed the hour failed here).
+    """
+    now = datetime.now(timezone.utc)
+    next_hour = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    if next_hour - now < margin:
+        time.sleep((next_hour - now).total_seconds() + 1)
+        now = datetime.now(timezone.utc)
+    return now
 PAGE = f"/deployments/{ENV}/{NAME}?hours=3&width=1h"
 
 
@@ -42,6 +57,9 @@ PAGE = f"/deployments/{ENV}/{NAME}?hours=3&width=1h"
 def board(tmp_path_factory: pytest.TempPathFactory) -> Dashboard:
     from sklearn.linear_model import LogisticRegression
 
+    global NOW, HOUR
+    NOW = _now_clear_of_the_hour()
+    HOUR = NOW.replace(minute=0, second=0, microsecond=0)
     home = tmp_path_factory.mktemp("dashboard")
     board = dashboard(home)
     training = normal_frame(2000, seed=1)
