@@ -355,3 +355,16 @@ def test_a_flush_longer_than_one_conversion_slice_keeps_every_record_in_order(tm
     assert table["prediction_id"].to_pylist() == [f"p{i}" for i in range(count)]
     assert table["in_age"].to_pylist() == list(range(count))
     log.close()
+
+
+def test_records_go_to_the_folder_of_their_utc_day_across_midnight_and_before_1970(tmp_path: Path) -> None:
+    log = predlog.PredictionLog(tmp_path, flush_interval=60)
+    before_midnight = T0 + timedelta(microseconds=876_543)  # 23:59:59.999999 UTC
+    times = [before_midnight, before_midnight + timedelta(microseconds=1),
+             datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=timezone.utc)]
+    for i, when in enumerate(times):
+        log.record(_rec(i, when=when.astimezone(timezone(timedelta(hours=-5)))))
+    log.close()
+    table = predlog.read_log(tmp_path).sort_by("prediction_id")
+    assert table["date"].to_pylist() == ["2024-05-17", "2024-05-18", "1969-12-31"]
+    assert table["time"].to_pylist() == times

@@ -76,9 +76,10 @@ _FIXED = pa.schema([
     ("escalated", pa.bool_()), ("status", pa.string()), ("inputs", pa.string()),
     ("outputs", pa.string()),
 ])
-# The record attribute of each fixed column: inputs and outputs are kept as JSON text.
-_ATTRIBUTES = {field.name: field.name for field in _FIXED} | {"inputs": "inputs_json",
-                                                               "outputs": "outputs_json"}
+# The record attribute of each fixed column: the time as microseconds since the epoch, inputs
+# and outputs as JSON text.
+_ATTRIBUTES = {field.name: field.name for field in _FIXED} | {
+    "time": "time_us", "inputs": "inputs_json", "outputs": "outputs_json"}
 _DATE = pa.field("date", pa.string())
 _PARTITIONING = ds.partitioning(pa.schema([("deployment", pa.string()), _DATE]), flavor="hive")
 
