@@ -23,7 +23,7 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Mapping
@@ -46,6 +46,12 @@ read_log = predlog_files.read_log
 class PredictionRecord:
     """One prediction; ``inputs``/``outputs`` map names to a scalar or a list per row.
 
+    What the log writes is taken from them when the record is made: their JSON text, and the
+    scalar inputs (with their types) for the typed ``in_`` columns. The record keeps only that,
+    not the values themselves: the server makes records after answering, where the work waits
+    for nobody, while the writer thread's work (freeing thousands of inputs' Python values each
+    flush, or typing them) would hold up the requests arriving meanwhile.
+
     Not frozen, though nothing changes a record once made: one is built per prediction, and a
     frozen dataclass's ``__init__``, which sets every field through ``object.__setattr__``, costs
     several times as much.
@@ -57,8 +63,8 @@ class PredictionRecord:
     deployment: str
     model: str
     version: int
-    inputs: Mapping[str, object]
-    outputs: Mapping[str, object]
+    inputs: InitVar[Mapping[str, object]]
+    outputs: InitVar[Mapping[str, object]]
     confidence: float | None
     latency_ms: float
     escalated: bool
@@ -66,20 +72,20 @@ class PredictionRecord:
     time_us: int = field(init=False)
     inputs_json: str = field(init=False)
     outputs_json: str = field(init=False)
+    scalars: dict[str, tuple[type, object]] = field(init=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, inputs: Mapping[str, object], outputs: Mapping[str, object]) -> None:
         if self.time.utcoffset() is None:
             raise errors.InvalidInput("must be timezone-aware (UTC)", field="time")
         if not _SAFE_DEPLOYMENT.match(self.deployment):
             raise errors.InvalidInput(f"{self.deployment!r} cannot name a folder",
                                       field="deployment")
-        # Encoded here, where the server makes records after answering, rather than in the
-        # writer thread, whose bursts of work would hold up the requests arriving meanwhile.
         # Microseconds since the epoch are what the time column holds: Arrow converts a list
         # of integers 15 times as fast as one of timezone-aware datetimes.
         self.time_us = (self.time - _EPOCH) // _MICROSECOND
-        self.inputs_json = predlog_files.json_text(self.inputs)
-        self.outputs_json = predlog_files.json_text(self.outputs)
+        self.inputs_json = predlog_files.json_text(inputs)
+        self.outputs_json = predlog_files.json_text(outputs)
+        self.scalars = predlog_files.scalars(inputs)
 
 
 class PredictionLog:

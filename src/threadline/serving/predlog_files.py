@@ -141,14 +141,23 @@ def release(records: list[PredictionRecord]) -> None:
         del records[-_PACE:]
 
 
+def scalars(inputs: Mapping[str, object]) -> dict[str, tuple[type, object]]:
+    """The inputs of one record that can have a typed column: name to (scalar type, value)."""
+    found = {}
+    for name, value in inputs.items():
+        kind = _kind(value)
+        if kind is not None:
+            found[name] = (kind, value)
+    return found
+
+
 def input_kinds(records: Iterable[PredictionRecord]) -> dict[str, type]:
     """The scalar type of each input name across ``records``; names that clash are left out."""
     kinds: dict[str, type] = {}
     clashes: set[str] = set()
     for rec in records:
-        for name, value in rec.inputs.items():
-            kind = _kind(value)
-            if kind is None or name in clashes:
+        for name, (kind, _) in rec.scalars.items():
+            if name in clashes:
                 continue
             seen = kinds.setdefault(name, kind)
             if _fits(kind, seen):
@@ -212,8 +221,9 @@ def _values(records: list[PredictionRecord], column: str,
     if attribute is not None:
         return list(map(operator.attrgetter(attribute), records))
     name, kind = typed[column]
-    values = (r.inputs.get(name) for r in records)
-    return [kind(v) if _fits(kind, _kind(v)) else None for v in values]
+    missing = (None, None)
+    found = (r.scalars.get(name, missing) for r in records)
+    return [kind(value) if _fits(kind, seen) else None for seen, value in found]
 
 
 def _write_paced(file: BinaryIO, data: memoryview) -> None:
