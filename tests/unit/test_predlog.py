@@ -3,6 +3,7 @@ loses at most the last flush interval, segments rotate, readers only see complet
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -13,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+import weakref
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -368,3 +370,21 @@ def test_records_go_to_the_folder_of_their_utc_day_across_midnight_and_before_19
     table = predlog.read_log(tmp_path).sort_by("prediction_id")
     assert table["date"].to_pylist() == ["2024-05-17", "2024-05-18", "1969-12-31"]
     assert table["time"].to_pylist() == times
+
+
+def test_a_record_keeps_what_the_log_writes_not_the_inputs_and_outputs_themselves() -> None:
+    class Value(list):  # a list that can be weakly referenced
+        pass
+
+    features, scores = Value([0.5, 1.5]), Value([0.25, 0.75])
+    alive = [weakref.ref(features), weakref.ref(scores)]
+    rec = predlog.PredictionRecord(
+        prediction_id="p1", trace_id="t1", time=T0, deployment="churn", model="m", version=1,
+        inputs={"features": features, "age": 41}, outputs={"proba": scores}, confidence=0.75,
+        latency_ms=1.0, escalated=False)
+    del features, scores
+    gc.collect()
+    assert [ref() for ref in alive] == [None, None]  # freed where the record was made
+    assert json.loads(rec.inputs_json) == {"features": [0.5, 1.5], "age": 41}
+    assert json.loads(rec.outputs_json) == {"proba": [0.25, 0.75]}
+    assert rec.scalars == {"age": (int, 41)}
