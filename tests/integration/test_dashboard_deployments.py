@@ -36,6 +36,7 @@ HOSTILE = "<script>alert('x')</script>"
 ADMIN = access.system("test")
 NOW = datetime.now(timezone.utc)  # set again by ``board``, clear of the next hour
 HOUR = NOW.replace(minute=0, second=0, microsecond=0)  # the current window starts here
+PAGE = f"/deployments/{ENV}/{NAME}?hours=3&width=1h"
 
 
 def _now_clear_of_the_hour(margin: timedelta = timedelta(minutes=3)) -> datetime:
@@ -50,7 +51,6 @@ def _now_clear_of_the_hour(margin: timedelta = timedelta(minutes=3)) -> datetime
         time.sleep((next_hour - now).total_seconds() + 1)
         now = datetime.now(timezone.utc)
     return now
-PAGE = f"/deployments/{ENV}/{NAME}?hours=3&width=1h"
 
 
 @pytest.fixture(scope="module")

@@ -150,9 +150,7 @@ class SklearnPredictor:
         return np.column_stack([inputs[name] for name in self._names])
 
     def _classify(self, features: Any) -> Tensors:
-        plan = self._plan
-        raw = plan(features) if plan and plan.accepts(features) else self._estimator.predict_proba(features)
-        probabilities = np.asarray(raw, dtype=np.float64)
+        probabilities = np.asarray(self._answer(features, "predict_proba"), dtype=np.float64)
         if self._argmax and self._classes is not None:
             label = self._classes[probabilities.argmax(axis=1)]
         else:
@@ -161,9 +159,14 @@ class SklearnPredictor:
 
     def _regress(self, features: Any) -> Tensors:
         name = next(iter(self._outputs), "prediction")
+        return {name: np.asarray(self._answer(features, "predict"), dtype=np.float64)}
+
+    def _answer(self, features: Any, method: str) -> Any:
+        """The linear plan's answer where it gives scikit-learn's exact bits, else ``method``'s."""
         plan = self._plan
-        raw = plan(features) if plan and plan.accepts(features) else self._estimator.predict(features)
-        return {name: np.asarray(raw, dtype=np.float64)}
+        if plan is not None and plan.accepts(features):
+            return plan(features)
+        return getattr(self._estimator, method)(features)
 
 
 def _steps(estimator: Any) -> list[Any]:
