@@ -117,6 +117,7 @@ def stop_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
     if proc.poll() is None:
         try:
             os.killpg(pgid, signal.SIGTERM)
+            os.killpg(pgid, signal.SIGCONT)  # a paused (SIGSTOP) server must run to exit
         except ProcessLookupError:
             pass
         try:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Serving benchmark: threadline serve vs a bare Starlette endpoint vs mlflow models serve.
 
-    python bench/serving.py               # 10 s per load level, 3 timed starts per server (~6 min)
-    python bench/serving.py --quick       # 2 s per level, 1 start (~2 min)
+    python bench/serving.py               # 3 rounds of 5 s per load level, 3 timed starts (~10 min)
+    python bench/serving.py --quick       # 1 round of 2 s per level, 1 start (~2 min)
     python bench/serving.py --skip-mlflow --models rf --connections 64
 
 Two small models (a LogisticRegression and a 50-tree RandomForest on 20 numeric features,
@@ -17,7 +17,10 @@ the same generator (``wrk``) at 1, 16 and 64 connections:
   (d) ``mlflow models serve --env-manager local`` (MLflow 3.17.2 in ``bench/.venv-mlflow``).
 
 Servers run pinned to one core (``taskset -c 0``), ``wrk``, the control plane and this
-script on the other. It prints requests/s, p50 and p99 per server and load level, the ratios
+script on the other. All servers of a model are up at once and take turns: each load level is
+measured in rounds (bare, threadline, MLflow, then again), the servers not measured paused with
+SIGSTOP, and each figure is the median of its rounds, so that a change in the machine's load
+during the run moves every server alike instead of favouring the one that ran in a quiet minute. It prints requests/s, p50 and p99 per server and load level, the ratios
 against (b) and MLflow, the time from process start to ready, and the targets. Every process
 started here is stopped at the end (also on Ctrl-C or an error). Nothing here asserts.
 """
@@ -30,6 +33,7 @@ import math
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -345,8 +349,27 @@ def scrape_metrics(base_url: str, headers: dict[str, str]) -> dict[str, float]:
     return values
 
 
-def run_server(args, target: Target, expected: list[float], status) -> dict:
-    """Time ``args.starts`` starts; keep the last server up for the load levels."""
+class Live:
+    """One server kept up for the load levels, paused (SIGSTOP) while another is measured, so
+    that servers taking turns on the one core never disturb each other."""
+
+    def __init__(self, target: Target, server: Server, base_url: str, script: Path, result: dict):
+        self.target, self.server, self.base_url, self.script = target, server, base_url, script
+        self.result = result
+        self.paused = False
+
+    def pause(self) -> None:
+        os.killpg(self.server.proc.pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        os.killpg(self.server.proc.pid, signal.SIGCONT)
+        self.paused = False
+        self.server.check_alive()
+
+
+def start_server(args, target: Target, expected: list[float], status) -> Live:
+    """Time ``args.starts`` starts; keep the last server up (paused) for the load levels."""
     kind, spec, tmp = target.kind, target.spec, target.ctx["tmp"]
     log = tmp / f"{kind}-{spec.key}.log"
     label = f"{LABELS[kind]}, {spec.title}"
@@ -361,46 +384,83 @@ def run_server(args, target: Target, expected: list[float], status) -> dict:
         if i < args.starts - 1:
             server.stop()
     base_url = f"http://{LOOPBACK}:{port}"
-    result: dict = {"server": kind, "model": spec.key, "start_s": starts, "levels": []}
+    # Correctness first: the same row must give the same probabilities everywhere.
+    bodies = request_bodies(kind, target.ctx["rows"])
+    code, body = http_call(base_url + target.infer_path, bodies[0], target.headers)
+    if code != 200:
+        raise BenchError(f"{label}: first request answered {code}: {body[:300]!r}\n{tail(log)}")
+    got = probabilities_of(kind, body)
+    if len(got) != len(expected) or any(abs(a - b) > 1e-9 for a, b in zip(got, expected)):
+        raise BenchError(f"{label}: probabilities {got} differ from in-process {expected}")
+    if kind == "threadline":
+        unauth = {k: v for k, v in target.headers.items() if k != "Authorization"}
+        code, _ = http_call(base_url + target.infer_path, bodies[0], unauth)
+        if code != 401:
+            raise BenchError(f"{label}: a request without a token answered {code}, not 401")
+    script = write_wrk_script(tmp / f"{kind}-{spec.key}.lua", target.infer_path,
+                              target.headers, bodies)
+    live = Live(target, server, base_url, script,
+                {"server": kind, "model": spec.key, "start_s": starts, "levels": []})
+    live.pause()
+    return live
+
+
+def measure_round(args, live: Live, connections: int) -> dict:
+    """Warm up, then one measured run of ``connections`` against ``live`` (resumed meanwhile)."""
+    live.resume()
     try:
-        # Correctness first: the same row must give the same probabilities everywhere.
-        bodies = request_bodies(kind, target.ctx["rows"])
-        code, body = http_call(base_url + target.infer_path, bodies[0], target.headers)
-        if code != 200:
-            raise BenchError(f"{label}: first request answered {code}: {body[:300]!r}\n{tail(log)}")
-        got = probabilities_of(kind, body)
-        if len(got) != len(expected) or any(abs(a - b) > 1e-9 for a, b in zip(got, expected)):
-            raise BenchError(f"{label}: probabilities {got} differ from in-process {expected}")
-        if kind == "threadline":
-            unauth = {k: v for k, v in target.headers.items() if k != "Authorization"}
-            code, _ = http_call(base_url + target.infer_path, bodies[0], unauth)
-            if code != 401:
-                raise BenchError(f"{label}: a request without a token answered {code}, not 401")
-        script = write_wrk_script(tmp / f"{kind}-{spec.key}.lua", target.infer_path,
-                                  target.headers, bodies)
-        for connections in args.connections:
-            status(f"{label}: {connections} connections (warm-up {args.warmup} s)")
-            if args.warmup > 0:
-                run_wrk(args, base_url, script, connections, args.warmup)
-            before = scrape_metrics(base_url, target.headers) if kind == "threadline" else None
-            status(f"{label}: {connections} connections ({args.duration} s)")
-            with CpuWatch(args.own_groups | {server.proc.pid}) as watch:
-                level = run_wrk(args, base_url, script, connections, args.duration)
-            level["other_cpu_percent"] = watch.other_percent
-            server.check_alive()
-            if before is not None:
-                after = scrape_metrics(base_url, target.headers)
-                delta = {k: after[k] - before[k] for k in after}
-                calls = delta["threadline_batch_rows_count"]
-                level["batch_calls"] = calls
-                level["rows_per_call"] = delta["threadline_batch_rows_sum"] / calls if calls else None
-            result["levels"].append(level)
-        if kind == "threadline":
-            time.sleep(1.5)  # one more flush interval of the prediction log
-            result["metrics"] = scrape_metrics(base_url, target.headers)
+        if args.warmup > 0:
+            run_wrk(args, live.base_url, live.script, connections, args.warmup)
+        threadline = live.target.kind == "threadline"
+        before = scrape_metrics(live.base_url, live.target.headers) if threadline else None
+        with CpuWatch(args.own_groups | {live.server.proc.pid}) as watch:
+            level = run_wrk(args, live.base_url, live.script, connections, args.duration)
+        level["other_cpu_percent"] = watch.other_percent
+        live.server.check_alive()
+        if before is not None:
+            after = scrape_metrics(live.base_url, live.target.headers)
+            level["batch_calls"] = after["threadline_batch_rows_count"] - before["threadline_batch_rows_count"]
+            level["batch_rows"] = after["threadline_batch_rows_sum"] - before["threadline_batch_rows_sum"]
     finally:
-        server.stop()
-    return result
+        live.pause()
+    return level
+
+
+def median_level(rounds: list[dict]) -> dict:
+    """One level from its rounds: the median of each figure, errors summed, the noisiest round's
+    other CPU, and every round kept for the JSON."""
+    level = {"connections": rounds[0]["connections"], "rounds": rounds,
+             **{key: median([r[key] for r in rounds]) for key in ("rps", "p50_ms", "p99_ms", "max_ms")},
+             "errors": sum(r["errors"] for r in rounds),
+             "error_detail": {k: sum(r["error_detail"][k] for r in rounds) for k in rounds[0]["error_detail"]},
+             "other_cpu_percent": max(r["other_cpu_percent"] for r in rounds)}
+    calls = sum(r.get("batch_calls", 0) for r in rounds)
+    if calls:
+        level["rows_per_call"] = sum(r["batch_rows"] for r in rounds) / calls
+    return level
+
+
+def run_levels(args, servers: list[Live], title: str, status) -> None:
+    """Every load level, ``args.rounds`` times, the servers taking turns within each round."""
+    for connections in args.connections:
+        rounds: dict[str, list[dict]] = {live.target.kind: [] for live in servers}
+        for n in range(args.rounds):
+            for live in servers:
+                status(f"{title}, {connections} connections: round {n + 1}/{args.rounds}, "
+                       f"{LABELS[live.target.kind]} ({args.warmup} s warm-up, {args.duration} s)")
+                rounds[live.target.kind].append(measure_round(args, live, connections))
+        for live in servers:
+            live.result["levels"].append(median_level(rounds[live.target.kind]))
+
+
+def finish(live: Live) -> dict:
+    """Stop the server; for threadline, read the prediction log's counters first."""
+    live.resume()
+    if live.target.kind == "threadline":
+        time.sleep(1.5)  # one more flush interval of the prediction log
+        live.result["metrics"] = scrape_metrics(live.base_url, live.target.headers)
+    live.server.stop()
+    return live.result
 
 
 def run_raw(args, model: Path, rows: Path, seconds: int) -> list[dict]:
@@ -519,7 +579,8 @@ def render_model(console, spec: ModelSpec, results: dict, args) -> tuple[list[st
 
     misses: list[str] = []
     noisy: list[str] = []
-    table = Table(title=f"{spec.title}: 1 row per request, {args.duration} s per level",
+    table = Table(title=f"{spec.title}: 1 row per request; median of {args.rounds} round(s) of "
+                        f"{args.duration} s per level, the servers taking turns",
                   title_justify="left")
     for col in ("server", "conns", "req/s", "p50 ms", "p99 ms", "×(b)", "p99 ×(b)", "×MLflow",
                 "rows/call", "other CPU", "(c) target"):
@@ -636,8 +697,11 @@ def parse_cpus(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10, metavar="SECONDS",
-                        help="measured seconds per server and load level (default 10)")
+    parser.add_argument("--duration", type=int, default=5, metavar="SECONDS",
+                        help="measured seconds per server, load level and round (default 5)")
+    parser.add_argument("--rounds", type=int, default=3, metavar="N",
+                        help="rounds per load level, the servers taking turns in each; the median "
+                             "is shown (default 3)")
     parser.add_argument("--warmup", type=int, default=2, metavar="SECONDS",
                         help="unmeasured load before each level (default 2; 0 to skip)")
     parser.add_argument("--connections", default="1,16,64",
@@ -645,7 +709,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--starts", type=int, default=3, metavar="N",
                         help="timed starts per server and model; the median is shown (default 3)")
     parser.add_argument("--quick", action="store_true",
-                        help="about 2 minutes: --duration 2 --warmup 1 --starts 1")
+                        help="about 2 minutes: --duration 2 --warmup 1 --starts 1 --rounds 1")
     parser.add_argument("--models", default="lr,rf", help="lr, rf or both (default lr,rf)")
     parser.add_argument("--skip-mlflow", action="store_true", help="no (d)")
     parser.add_argument("--skip-threadline", action="store_true", help="no (c)")
@@ -658,15 +722,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (server logs)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.duration, args.warmup, args.starts = 2, 1, 1
+        args.duration, args.warmup, args.starts, args.rounds = 2, 1, 1, 1
     args.connections = [int(c) for c in args.connections.split(",") if c.strip()]
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not args.connections or min(args.connections) < 1:
         parser.error("--connections needs positive numbers")
     if not args.models or any(m not in MODELS for m in args.models):
         parser.error(f"--models: choose from {', '.join(MODELS)}")
-    if args.duration < 1 or args.starts < 1 or args.warmup < 0:
-        parser.error("--duration and --starts must be at least 1, --warmup at least 0")
+    if args.duration < 1 or args.starts < 1 or args.rounds < 1 or args.warmup < 0:
+        parser.error("--duration, --starts and --rounds must be at least 1, --warmup at least 0")
     args.wrk = shutil.which("wrk")
     if args.wrk is None:
         parser.error("wrk is not installed: apt-get install -y wrk (or your OS's package)")
@@ -736,15 +800,18 @@ def main(argv: list[str] | None = None) -> int:
                 ctx.update(start_control_plane(args, tmp, models, status))
 
             for key in models:
+                t0 = time.monotonic()
+                servers: list[Live] = []  # on an error, args.cleanup stops them
                 for kind in SERVERS:
                     if (kind == "mlflow" and args.skip_mlflow) or \
                             (kind == "threadline" and args.skip_threadline):
                         continue
-                    t0 = time.monotonic()
-                    results[(kind, key)] = run_server(args, Target(kind, MODELS[key], ctx),
-                                                      expected[key], status)
-                    console.log(f"{LABELS[kind]}, {MODELS[key].title}: done in "
-                                f"{time.monotonic() - t0:,.0f} s")
+                    servers.append(start_server(args, Target(kind, MODELS[key], ctx),
+                                                expected[key], status))
+                run_levels(args, servers, MODELS[key].title, status)
+                for live in servers:
+                    results[(live.target.kind, key)] = finish(live)
+                console.log(f"{MODELS[key].title}: done in {time.monotonic() - t0:,.0f} s")
 
     import sklearn
 

@@ -18,6 +18,7 @@ import weakref
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -96,6 +97,18 @@ def test_invalid_records_and_settings_are_refused(tmp_path: Path) -> None:
         _rec(1, when=datetime(2024, 1, 1))
     with pytest.raises(errors.InvalidInput, match="deployment"):
         _rec(1, deployment="../etc")
+    fields = {"prediction_id": "p", "trace_id": "t", "time": T0, "deployment": "churn", "model": "m",
+              "version": 1, "inputs": {}, "outputs": {}, "confidence": None, "latency_ms": 1.0,
+              "escalated": False}
+    for name, bad in [("trace_id", "t\ud800"), ("model", b"m"), ("version", 1 << 64), ("version", 1.5),
+                      ("latency_ms", "fast"), ("confidence", "high")]:
+        with pytest.raises(errors.InvalidInput) as caught:
+            predlog.PredictionRecord(**(fields | {name: bad}))  # type: ignore[arg-type]
+        assert caught.value.field == name
+    plain = predlog.PredictionRecord(**(fields | {"version": np.int64(2), "latency_ms": np.float32(0.5),
+                                                 "confidence": 1, "escalated": np.bool_(True)}))
+    assert (type(plain.version), type(plain.latency_ms), type(plain.confidence), plain.escalated) == (
+        int, float, float, True)
     with pytest.raises(errors.ConfigurationError):
         predlog.PredictionLog(tmp_path, flush_interval=0)
 
@@ -160,6 +173,19 @@ def test_full_buffer_drops_are_counted_and_record_never_blocks(
     warnings = [r for r in caplog.records if "dropped" in r.getMessage()]
     assert 1 <= len(warnings) <= 2  # rate-limited during the run, plus the total at close
     assert predlog.read_log(tmp_path).num_rows == log.logged
+
+
+def test_the_buffer_is_bounded_in_bytes_too(tmp_path: Path) -> None:
+    big = _rec(1, inputs={"text": "x" * 5_000})
+    log = predlog.PredictionLog(tmp_path, flush_interval=60, max_buffer_bytes=3 * big.size)
+    assert [log.record(_rec(i, inputs={"text": "x" * 5_000})) for i in range(4)] == [True] * 3 + [False]
+    assert log.record(_rec(5, inputs={})) is False  # even a small one, until the next flush
+    log.flush()
+    assert log.record(_rec(6, inputs={})) and log.dropped == 2
+    log.close()
+    assert predlog.read_log(tmp_path)["prediction_id"].to_pylist() == ["p0", "p1", "p2", "p6"]
+    with pytest.raises(errors.ConfigurationError, match="max_buffer_bytes"):
+        predlog.PredictionLog(tmp_path, max_buffer_bytes=1 << 31)
 
 
 def test_a_failed_write_is_counted_and_logged_and_the_writer_goes_on(
@@ -343,20 +369,6 @@ def test_readers_never_see_partial_or_duplicated_records(tmp_path: Path) -> None
     assert len(_files(tmp_path, "seg")) > 2
     assert sorted(predlog.read_log(tmp_path)["prediction_id"].to_pylist()) == sorted(
         f"p{i}" for i in range(count))
-
-
-def test_a_flush_longer_than_one_conversion_slice_keeps_every_record_in_order(tmp_path: Path) -> None:
-    log = predlog.PredictionLog(tmp_path, flush_interval=60)
-    count = predlog_files._CONVERT_ROWS + 3
-    start = T0 - timedelta(hours=1)  # the whole flush within one day: one part
-    for i in range(count):
-        log.record(_rec(i, when=start + timedelta(milliseconds=i)))
-    log.flush()
-    assert len(_files(tmp_path, "part")) == 1
-    table = predlog.read_log(tmp_path)
-    assert table["prediction_id"].to_pylist() == [f"p{i}" for i in range(count)]
-    assert table["in_age"].to_pylist() == list(range(count))
-    log.close()
 
 
 def test_records_go_to_the_folder_of_their_utc_day_across_midnight_and_before_1970(tmp_path: Path) -> None:

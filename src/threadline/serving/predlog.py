@@ -1,15 +1,17 @@
 """The prediction log: every prediction recorded, with no disk I/O in the request path.
 
-``PredictionLog.record`` appends to a bounded in-memory list under a lock and returns at
-once, so it is safe from any thread and from asyncio code (it never awaits or blocks on
-I/O). A background thread wakes every ``flush_interval`` (default 1 s) and writes what has
-accumulated as one complete Parquet part per deployment and day (layout, columns and
-compaction: ``predlog_files``). A SIGKILL therefore loses only the records of the last
-interval (plus a flush that was being written); ``close()`` loses nothing.
+``PredictionLog.record`` appends the record's fields to bounded in-memory columns
+(``predlog_columns``) under a lock and returns at once, so it is safe from any thread and from
+asyncio code (it never awaits or blocks on I/O). A background thread wakes every
+``flush_interval`` (default 1 s) and writes what has accumulated as one complete Parquet part
+per deployment and day (layout, columns and compaction: ``predlog_files``). A SIGKILL therefore
+loses only the records of the last interval (plus a flush that was being written);
+``close()`` loses nothing.
 
-When the disk cannot keep up and the list is full, ``record`` refuses the record and
-returns False. Refused records (and those of a failed write) are counted in ``dropped``,
-passed to ``on_drop`` and logged as a warning at most every 10 s, never lost silently.
+When the disk cannot keep up and the buffer is full (``max_buffer`` records or
+``max_buffer_bytes`` of text), ``record`` refuses the record and returns False. Refused
+records (and those of a failed write) are counted in ``dropped``, passed to ``on_drop`` and
+logged as a warning at most every 10 s, never lost silently.
 
 Parts of a deployment and day form a segment, which is sealed (compacted into one file)
 when its parts reach ``rotate_bytes``, when it is ``rotate_seconds`` old, when records bring
@@ -19,6 +21,8 @@ new input names or types, and at ``close()``.
 from __future__ import annotations
 
 import logging
+import numbers
+import operator
 import re
 import secrets
 import threading
@@ -26,10 +30,10 @@ import time
 from dataclasses import InitVar, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from threadline.domain import errors
-from threadline.serving import predlog_files
+from threadline.serving import predlog_columns, predlog_files
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +50,10 @@ read_log = predlog_files.read_log
 class PredictionRecord:
     """One prediction; ``inputs``/``outputs`` map names to a scalar or a list per row.
 
-    What the log writes is taken from them when the record is made: their JSON text, and the
-    scalar inputs (with their types) for the typed ``in_`` columns. The record keeps only that,
-    not the values themselves: the server makes records after answering, where the work waits
-    for nobody, while the writer thread's work (freeing thousands of inputs' Python values each
+    What the log writes is taken from them when the record is made: their JSON, and the scalar
+    inputs (with their types) for the typed ``in_`` columns. The record keeps only that, not the
+    values themselves: the server makes records after answering, where the work waits for
+    nobody, while the writer thread's work (freeing thousands of inputs' Python values each
     flush, or typing them) would hold up the requests arriving meanwhile.
 
     Not frozen, though nothing changes a record once made: one is built per prediction, and a
@@ -70,9 +74,10 @@ class PredictionRecord:
     escalated: bool
     status: str = "ok"
     time_us: int = field(init=False)
-    inputs_json: str = field(init=False)
-    outputs_json: str = field(init=False)
+    inputs_json: bytes = field(init=False)
+    outputs_json: bytes = field(init=False)
     scalars: dict[str, tuple[type, object]] = field(init=False)
+    size: int = field(init=False)  # at least the bytes of its text columns: what the buffer bounds
 
     def __post_init__(self, inputs: Mapping[str, object], outputs: Mapping[str, object]) -> None:
         if self.time.utcoffset() is None:
@@ -80,12 +85,48 @@ class PredictionRecord:
         if not _SAFE_DEPLOYMENT.match(self.deployment):
             raise errors.InvalidInput(f"{self.deployment!r} cannot name a folder",
                                       field="deployment")
+        # Checked here, where a bad record fails alone: the log's buffer takes it field by field.
+        for name in ("prediction_id", "trace_id", "model", "status"):
+            _check_text(getattr(self, name), name)
+        self.version = _number(int, self.version, "version")
+        if not -(1 << 63) <= self.version < (1 << 63):
+            raise errors.InvalidInput("must fit in 64 bits", field="version")
+        self.latency_ms = _number(float, self.latency_ms, "latency_ms")
+        if self.confidence is not None:
+            self.confidence = _number(float, self.confidence, "confidence")
+        self.escalated = bool(self.escalated)
         # Microseconds since the epoch are what the time column holds: Arrow converts a list
         # of integers 15 times as fast as one of timezone-aware datetimes.
         self.time_us = (self.time - _EPOCH) // _MICROSECOND
-        self.inputs_json = predlog_files.json_text(inputs)
-        self.outputs_json = predlog_files.json_text(outputs)
+        self.inputs_json = predlog_files.json_bytes(inputs)
+        self.outputs_json = predlog_files.json_bytes(outputs)
         self.scalars = predlog_files.scalars(inputs)
+        # UTF-8 takes at most 4 bytes per character.
+        self.size = len(self.inputs_json) + len(self.outputs_json) + 4 * (
+            len(self.prediction_id) + len(self.trace_id) + len(self.deployment) + len(self.model)
+            + len(self.status))
+
+
+def _check_text(value: object, name: str) -> None:
+    if type(value) is not str:
+        raise errors.InvalidInput(f"must be text, not {type(value).__name__}", field=name)
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            raise errors.InvalidInput("is not valid Unicode text (a lone surrogate)", field=name) from exc
+
+
+def _number(kind: type, value: object, name: str) -> Any:
+    """``value`` as a plain ``kind`` (an int from a numpy integer, a float from any real)."""
+    if type(value) is kind:
+        return value
+    if kind is float and isinstance(value, numbers.Real):
+        return float(value)
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError as exc:
+        raise errors.InvalidInput(f"must be a number ({kind.__name__}), not {value!r}", field=name) from exc
 
 
 class PredictionLog:
@@ -97,27 +138,32 @@ class PredictionLog:
     """
 
     def __init__(self, root: Path, *, flush_interval: float = 1.0, max_buffer: int = 100_000,
-                 rotate_bytes: int = 64 << 20, rotate_seconds: float = 300.0,
-                 on_flush: Callable[[int], None] | None = None,
+                 max_buffer_bytes: int = 256 << 20, rotate_bytes: int = 64 << 20,
+                 rotate_seconds: float = 300.0, on_flush: Callable[[int], None] | None = None,
                  on_drop: Callable[[int], None] | None = None,
                  on_seal: Callable[[Path], None] | None = None) -> None:
-        if flush_interval <= 0 or max_buffer < 1 or rotate_bytes < 1 or rotate_seconds <= 0:
+        if flush_interval <= 0 or max_buffer < 1 or max_buffer_bytes < 1 or rotate_bytes < 1 \
+                or rotate_seconds <= 0:
             raise errors.ConfigurationError(
-                "prediction log: flush_interval, max_buffer, rotate_bytes and rotate_seconds "
-                "must be positive")
+                "prediction log: flush_interval, max_buffer, max_buffer_bytes, rotate_bytes and "
+                "rotate_seconds must be positive")
+        if max_buffer_bytes > predlog_columns.MAX_TEXT_BYTES:
+            raise errors.ConfigurationError(
+                f"prediction log: max_buffer_bytes must be at most {predlog_columns.MAX_TEXT_BYTES}")
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise errors.ConfigurationError(
                 f"prediction log location {root} is not usable: {exc.strerror}") from exc
         self.root = root
-        self._interval, self._max_buffer = flush_interval, max_buffer
+        self._interval, self._max_buffer, self._max_bytes = flush_interval, max_buffer, max_buffer_bytes
         self._rotate_bytes, self._rotate_seconds = rotate_bytes, rotate_seconds
         self._on_flush, self._on_drop, self._on_seal = on_flush, on_drop, on_seal
         self._writer_id = secrets.token_hex(4)
         self._lock = threading.Lock()  # guards the buffer and counters; never held during I/O
         self._io_lock = threading.Lock()  # one flush at a time
-        self._buffer: list[PredictionRecord] = []
+        self._pending: dict[tuple[str, int], predlog_columns.Columns] = {}  # by deployment, UTC day
+        self._pending_rows = self._pending_bytes = 0
         self._logged = self._dropped = self._drops_reported = self._drops_logged = 0
         self._last_drop_log = float("-inf")
         self._segments: dict[tuple[str, str], predlog_files.Segment] = {}
@@ -139,20 +185,27 @@ class PredictionLog:
 
     def record(self, rec: PredictionRecord) -> bool:
         """Queue ``rec`` for the next flush; False (counted as dropped) if the buffer is full."""
+        key = (rec.deployment, rec.time_us // _DAY_US)
         with self._lock:
-            if self._closed or len(self._buffer) >= self._max_buffer:
+            if self._closed or self._pending_rows >= self._max_buffer \
+                    or self._pending_bytes + rec.size > self._max_bytes:
                 self._dropped += 1
                 return False
-            self._buffer.append(rec)
+            columns = self._pending.get(key)
+            if columns is None:
+                columns = self._pending[key] = predlog_columns.Columns()
+            columns.append(rec)
+            self._pending_rows += 1
+            self._pending_bytes += rec.size
             return True
 
     def flush(self, *, seal_all: bool = False) -> None:
         """Write everything buffered now, then seal the segments that are due (all if asked)."""
         with self._io_lock:
             with self._lock:
-                batch, self._buffer = self._buffer, []
-            written = self._write(batch)
-            predlog_files.release(batch)
+                pending, self._pending = self._pending, {}
+                self._pending_rows = self._pending_bytes = 0
+            written = self._write(pending)
             now = time.monotonic()
             for key, segment in list(self._segments.items()):
                 if (seal_all or segment.size >= self._rotate_bytes
@@ -180,32 +233,29 @@ class PredictionLog:
             except Exception:  # a failing callback must not stop the writer
                 logger.exception("prediction log: flush failed under %s", self.root)
 
-    def _write(self, batch: list[PredictionRecord]) -> int:
-        """Write ``batch`` as one part per deployment and day; return how many reached disk."""
+    def _write(self, pending: dict[tuple[str, int], predlog_columns.Columns]) -> int:
+        """Write one part per deployment and day; return how many records reached disk."""
         written = 0
-        groups: dict[tuple[str, int], list[PredictionRecord]] = {}
-        for rec in predlog_files.paced(batch):
-            groups.setdefault((rec.deployment, rec.time_us // _DAY_US), []).append(rec)
-        for (deployment, days), records in groups.items():
+        for (deployment, days), columns in pending.items():
             key = (deployment, (_EPOCH + timedelta(days=days)).date().isoformat())
             try:
-                self._segment_for(key, records).write(records)
+                segment = self._segment_for(key, columns.kinds)
+                segment.write(columns.table(segment.kinds))
             except Exception:
                 with self._lock:
-                    self._dropped += len(records)
+                    self._dropped += columns.rows
                 logger.exception("prediction log: could not write %d records of deployment %s "
-                                 "under %s; counted as dropped", len(records), key[0], self.root)
+                                 "under %s; counted as dropped", columns.rows, key[0], self.root)
                 continue
-            written += len(records)
+            written += columns.rows
         self._logged += written
         return written
 
-    def _segment_for(self, key: tuple[str, str],
-                     records: list[PredictionRecord]) -> predlog_files.Segment:
+    def _segment_for(self, key: tuple[str, str], kinds: dict[str, type]) -> predlog_files.Segment:
         """The open segment of ``key``, or a new one if there is none or its schema differs."""
         segment = self._segments.get(key)
         old = segment.kinds if segment is not None else {}
-        kinds = predlog_files.merge_kinds(old, predlog_files.input_kinds(predlog_files.paced(records)))
+        kinds = predlog_files.merge_kinds(old, kinds)
         if segment is not None and kinds == old:
             return segment
         if segment is not None:

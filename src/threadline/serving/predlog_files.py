@@ -18,7 +18,7 @@ could see rows twice, so ``read_log`` skips parts whose ``seg-`` file exists; ot
 should do the same (DuckDB: ``read_parquet('<root>/*/*/*.parquet', hive_partitioning=true, union_by_name=true)``).
 Parts left behind by a crashed writer stay readable, only small.
 
-Columns: the fixed fields of ``_FIXED``, ``inputs`` and ``outputs`` as JSON text, and for
+Columns: the fixed fields of ``FIXED``, ``inputs`` and ``outputs`` as JSON text, and for
 every input whose values are scalars (bool, integer, float, string) a typed column
 ``in_<name>``, so monitoring can scan one feature without parsing JSON. Names matching
 ``[a-z_][a-z0-9_]*`` (up to 60 characters) are kept; any other name is lowercased, every
@@ -33,13 +33,12 @@ from __future__ import annotations
 import hashlib
 import json
 import numbers
-import operator
 import os
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, Iterator, Mapping
+from typing import BinaryIO, Callable, Iterator, Mapping
 
 import numpy as np
 import orjson
@@ -48,9 +47,6 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from threadline import files
-
-if TYPE_CHECKING:
-    from threadline.serving.predlog import PredictionRecord
 
 _COMPACT_ROWS = 65_536
 # A part lives until its segment is sealed (minutes), and its writing shares the serving core:
@@ -62,24 +58,18 @@ _PART_OPTIONS = {"compression": "none", "use_dictionary": ["deployment", "model"
 _ENCODE_ROWS = 256
 _WRITE_BYTES = 128 << 10
 _SEGMENT_COMPRESSION = "zstd"
-_PACE = 32  # records looked at between two yields (see ``_starts``)
-_CONVERT_ROWS = 1024  # records of a column turned into Arrow in one call
 _READ_ATTEMPTS = 5
 _SAFE_COLUMN = re.compile(r"^[a-z_][a-z0-9_]{0,59}$")
 _PLAIN: dict[type, type] = {bool: bool, int: int, float: float, str: str}
 _NOT_SCALAR = frozenset({list, dict, tuple, type(None)})
-_ARROW = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
-_FIXED = pa.schema([
+ARROW = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
+FIXED = pa.schema([
     ("prediction_id", pa.string()), ("trace_id", pa.string()),
     ("time", pa.timestamp("us", tz="UTC")), ("deployment", pa.string()), ("model", pa.string()),
     ("version", pa.int64()), ("confidence", pa.float64()), ("latency_ms", pa.float64()),
     ("escalated", pa.bool_()), ("status", pa.string()), ("inputs", pa.string()),
     ("outputs", pa.string()),
 ])
-# The record attribute of each fixed column: the time as microseconds since the epoch, inputs
-# and outputs as JSON text.
-_ATTRIBUTES = {field.name: field.name for field in _FIXED} | {
-    "time": "time_us", "inputs": "inputs_json", "outputs": "outputs_json"}
 _DATE = pa.field("date", pa.string())
 _PARTITIONING = ds.partitioning(pa.schema([("deployment", pa.string()), _DATE]), flavor="hive")
 
@@ -107,16 +97,17 @@ def _kind(value: object) -> type | None:
     return kind
 
 
-def _fits(column: type, value: type | None) -> bool:
+def fits(column: type, value: type | None) -> bool:
+    """Whether a column of type ``column`` can hold values of type ``value`` (floats hold ints)."""
     return value is column or (column is float and value is int)
 
 
 def _starts(total: int, step: int) -> Iterator[int]:
-    """``0, step, 2*step ...`` below ``total``, yielding the CPU, and with it the GIL, between two.
+    """``0, step, 2*step ...`` below ``total``, yielding the CPU between two.
 
-    The writer thread holds the GIL while it turns records into columns, and the core while it
-    encodes them. Without a pause, a request arriving meanwhile waits for the rest of that work
-    (up to the interpreter's 5 ms switch interval), and the serving p99 follows the longest wait.
+    The writer thread encodes and writes a part on the core that serves requests. Without a
+    pause, a request arriving meanwhile waits for the rest of that work, and the serving p99
+    follows the longest wait.
     """
     for start in range(0, total, step):
         if start:
@@ -124,107 +115,41 @@ def _starts(total: int, step: int) -> Iterator[int]:
         yield start
 
 
-def paced(records: list[PredictionRecord]) -> Iterator[PredictionRecord]:
-    """``records`` one by one, with a pause after every ``_PACE`` (see ``_starts``)."""
-    for start in _starts(len(records), _PACE):
-        yield from records[start:start + _PACE]
-
-
-def release(records: list[PredictionRecord]) -> None:
-    """Empty ``records`` a slice of ``_PACE`` at a time, with a pause between two (see ``_starts``).
-
-    Freeing a flush's records is a burst of deallocations under the GIL. When records still kept
-    their inputs' and outputs' Python values, freeing ~1,300 at once held it for milliseconds, and
-    with the log's writing switched off that burst alone took one connection's p99 from 0.55 to
-    1.35 ms. Records are lighter now (see ``PredictionRecord``), but thousands still add up.
-    """
-    for _ in _starts(len(records), _PACE):
-        del records[-_PACE:]
-
-
 def scalars(inputs: Mapping[str, object]) -> dict[str, tuple[type, object]]:
-    """The inputs of one record that can have a typed column: name to (scalar type, value)."""
+    """The inputs of one record that can have a typed column: name to (scalar type, value as
+    that plain Python type, e.g. a numpy float as a ``float``)."""
     found: dict[str, tuple[type, object]] = {}
     for name, value in inputs.items():
         kind = _kind(value)
         if kind is not None:
-            found[name] = (kind, value)
+            found[name] = (kind, value if type(value) is kind else kind(value))
     return found
-
-
-def input_kinds(records: Iterable[PredictionRecord]) -> dict[str, type]:
-    """The scalar type of each input name across ``records``; names that clash are left out."""
-    kinds: dict[str, type] = {}
-    clashes: set[str] = set()
-    for rec in records:
-        for name, (kind, _) in rec.scalars.items():
-            if name in clashes:
-                continue
-            seen = kinds.setdefault(name, kind)
-            if _fits(kind, seen):
-                kinds[name] = kind
-            elif not _fits(seen, kind):
-                clashes.add(name)
-                del kinds[name]
-    return kinds
 
 
 def merge_kinds(old: Mapping[str, type], new: Mapping[str, type]) -> dict[str, type]:
     """``old`` extended by ``new``: an old type is kept where the new one fits it, else replaced."""
     merged = dict(old)
     for name, kind in new.items():
-        if not (name in merged and _fits(merged[name], kind)):
+        if not (name in merged and fits(merged[name], kind)):
             merged[name] = kind
     return merged
 
 
-def _schema(kinds: Mapping[str, type]) -> pa.Schema:
-    typed = sorted((column_name(name), _ARROW[kind]) for name, kind in kinds.items())
-    return pa.schema(list(_FIXED) + [pa.field(name, arrow) for name, arrow in typed])
+def schema(kinds: Mapping[str, type]) -> pa.Schema:
+    """The columns of a file whose typed inputs have the scalar types ``kinds``."""
+    typed = sorted((column_name(name), ARROW[kind]) for name, kind in kinds.items())
+    return pa.schema(list(FIXED) + [pa.field(name, arrow) for name, arrow in typed])
 
 
-def json_text(values: Mapping[str, object]) -> str:
-    """``values`` as the JSON text of the ``inputs`` and ``outputs`` columns (numpy values as
+def json_bytes(values: Mapping[str, object]) -> bytes:
+    """``values`` as the UTF-8 JSON of the ``inputs`` and ``outputs`` columns (numpy values as
     their Python equivalents, anything else JSON cannot hold as its ``repr``)."""
     plain = values if type(values) is dict else dict(values)
     try:
         return orjson.dumps(plain, default=repr,
-                            option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
+                            option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
     except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
-        return json.dumps(plain, default=repr)
-
-
-def _table(records: list[PredictionRecord], kinds: Mapping[str, type]) -> pa.Table:
-    """The part of ``records``: each column of a slice of ``_CONVERT_ROWS`` records turned into
-    Arrow in one call, with a pause between two columns (see ``_starts``).
-
-    A call per column rather than per handful of records: the fixed cost of each conversion was
-    most of the writer's work (1.3 ms instead of 3.7 ms for 1,000 records here).
-    """
-    schema = _schema(kinds)
-    typed = {column_name(name): (name, kind) for name, kind in kinds.items()}
-    batches = []
-    for start in range(0, len(records), _CONVERT_ROWS):
-        chunk = records[start:start + _CONVERT_ROWS]
-        arrays = []
-        for index in _starts(len(schema), 1):
-            column = schema.field(index)
-            arrays.append(pa.array(_values(chunk, column.name, typed), type=column.type))
-        batches.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
-    return pa.Table.from_batches(batches, schema=schema)
-
-
-def _values(records: list[PredictionRecord], column: str,
-            typed: Mapping[str, tuple[str, type]]) -> list[object]:
-    """The values of ``column`` in ``records``: a fixed field, or the typed column of an input
-    (``typed``: its input name and scalar type by column name)."""
-    attribute = _ATTRIBUTES.get(column)
-    if attribute is not None:
-        return list(map(operator.attrgetter(attribute), records))
-    name, kind = typed[column]
-    missing = (None, None)
-    found = (r.scalars.get(name, missing) for r in records)
-    return [kind(value) if _fits(kind, seen) else None for seen, value in found]
+        return json.dumps(plain, default=repr).encode()
 
 
 def _write_paced(file: BinaryIO, data: memoryview) -> None:
@@ -249,9 +174,8 @@ class Segment:
     parts: list[Path] = field(default_factory=list)
     size: int = 0
 
-    def write(self, records: list[PredictionRecord]) -> None:
-        """Publish ``records`` as the next part."""
-        table = _table(records, self.kinds)
+    def write(self, table: pa.Table) -> None:
+        """Publish ``table`` (with this segment's schema) as the next part."""
         encoded = pa.BufferOutputStream()  # encoded in memory by the native writer, one write
         with pq.ParquetWriter(encoded, table.schema, **_PART_OPTIONS) as writer:
             for start in _starts(table.num_rows, _ENCODE_ROWS):
@@ -263,8 +187,7 @@ class Segment:
     def seal(self) -> Path:
         """Compact the parts into ``seg-<ident>.parquet``, delete them, return the new file."""
         def write(file: BinaryIO) -> None:
-            schema = _schema(self.kinds)
-            with pq.ParquetWriter(file, schema, compression=_SEGMENT_COMPRESSION) as writer:
+            with pq.ParquetWriter(file, schema(self.kinds), compression=_SEGMENT_COMPRESSION) as writer:
                 pending: list[pa.Table] = []
                 for part in self.parts:
                     pending.append(pq.ParquetFile(part).read())
@@ -313,8 +236,8 @@ def read_log(root: Path, deployment: str | None = None) -> pa.Table:
 def _read(root: Path, deployment: str | None) -> pa.Table:
     files = complete_files(root, deployment)
     if not files:
-        return _schema({}).append(_DATE).empty_table()
-    schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
-    dataset = ds.dataset([str(f) for f in files], schema=schema.append(_DATE), format="parquet",
+        return schema({}).append(_DATE).empty_table()
+    unified = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
+    dataset = ds.dataset([str(f) for f in files], schema=unified.append(_DATE), format="parquet",
                          partitioning=_PARTITIONING, partition_base_dir=str(root))
     return dataset.to_table().sort_by("time")
