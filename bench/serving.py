@@ -368,27 +368,38 @@ class Live:
         self.server.check_alive()
 
 
-def start_server(args, target: Target, expected: list[float], status) -> Live:
-    """Time ``args.starts`` starts; keep the last server up (paused) for the load levels."""
-    kind, spec, tmp = target.kind, target.spec, target.ctx["tmp"]
-    log = tmp / f"{kind}-{spec.key}.log"
-    label = f"{LABELS[kind]}, {spec.title}"
-    starts: list[float] = []
+def start_servers(args, targets: list[Target], expected: list[float], status) -> list[Live]:
+    """Time ``args.starts`` starts of every server, the servers taking turns (as the load levels
+    do, so that a slower minute of the machine, or its page cache being trimmed, slows them
+    alike); the last start of each stays up, checked and paused, for the load levels."""
+    starts: dict[str, list[float]] = {target.kind: [] for target in targets}
+    servers: list[Live] = []
     for i in range(args.starts):
-        status(f"{label}: start {i + 1}/{args.starts}")
-        port = free_port()
-        server = target.start(args, port, log)
-        args.cleanup.append(server.stop)
-        starts.append(server.wait_ready(f"http://{LOOPBACK}:{port}{target.ready_path}",
-                                        args.startup_timeout))
-        if i < args.starts - 1:
-            server.stop()
-    base_url = f"http://{LOOPBACK}:{port}"
-    # Correctness first: the same row must give the same probabilities everywhere.
+        for target in targets:
+            status(f"{LABELS[target.kind]}, {target.spec.title}: start {i + 1}/{args.starts}")
+            port = free_port()
+            server = target.start(args, port, target.ctx["tmp"] / f"{target.kind}-{target.spec.key}.log")
+            args.cleanup.append(server.stop)
+            starts[target.kind].append(server.wait_ready(
+                f"http://{LOOPBACK}:{port}{target.ready_path}", args.startup_timeout))
+            if i < args.starts - 1:
+                server.stop()
+            else:
+                servers.append(checked(target, server, f"http://{LOOPBACK}:{port}", expected,
+                                       starts[target.kind]))
+    return servers
+
+
+def checked(target: Target, server: Server, base_url: str, expected: list[float],
+            starts: list[float]) -> Live:
+    """``server``, paused, once it answered the first row as in-process (and, for threadline,
+    refused a request without a token)."""
+    kind, spec = target.kind, target.spec
+    label = f"{LABELS[kind]}, {spec.title}"
     bodies = request_bodies(kind, target.ctx["rows"])
     code, body = http_call(base_url + target.infer_path, bodies[0], target.headers)
     if code != 200:
-        raise BenchError(f"{label}: first request answered {code}: {body[:300]!r}\n{tail(log)}")
+        raise BenchError(f"{label}: first request answered {code}: {body[:300]!r}\n{tail(server.log)}")
     got = probabilities_of(kind, body)
     if len(got) != len(expected) or any(abs(a - b) > 1e-9 for a, b in zip(got, expected)):
         raise BenchError(f"{label}: probabilities {got} differ from in-process {expected}")
@@ -397,7 +408,7 @@ def start_server(args, target: Target, expected: list[float], status) -> Live:
         code, _ = http_call(base_url + target.infer_path, bodies[0], unauth)
         if code != 401:
             raise BenchError(f"{label}: a request without a token answered {code}, not 401")
-    script = write_wrk_script(tmp / f"{kind}-{spec.key}.lua", target.infer_path,
+    script = write_wrk_script(target.ctx["tmp"] / f"{kind}-{spec.key}.lua", target.infer_path,
                               target.headers, bodies)
     live = Live(target, server, base_url, script,
                 {"server": kind, "model": spec.key, "start_s": starts, "levels": []})
@@ -479,6 +490,22 @@ def run_raw(args, model: Path, rows: Path, seconds: int) -> list[dict]:
         # The child ran on one core and was counted as ours; the rest is someone else's.
         entry["other_cpu_percent"] = watch.other_percent
     return entries
+
+
+def compile_bytecode(args) -> None:
+    """Compile Threadline's and the bare app's sources to bytecode, as installing a package
+    does: an editable install under ``PYTHONDONTWRITEBYTECODE=1`` (this sandbox sets it) would
+    otherwise compile every module at every start, about 0.15 s that no installed server pays.
+    MLflow and every library come from installed packages, already compiled."""
+    import compileall
+    import importlib.util
+
+    compileall.compile_file(str(BENCH_DIR / "_bare_app.py"), quiet=1)
+    if not args.skip_threadline:
+        spec = importlib.util.find_spec("threadline")
+        if spec is None or not spec.submodule_search_locations:
+            raise BenchError("threadline is not importable: pip install -e '.[test]'")
+        compileall.compile_dir(spec.submodule_search_locations[0], quiet=1)
 
 
 def warm_imports(args) -> None:
@@ -788,7 +815,8 @@ def main(argv: list[str] | None = None) -> int:
                 if proc.returncode != 0:
                     raise BenchError(f"saving the MLflow models failed:\n{proc.stdout}\n{proc.stderr}")
 
-            status("warming the file cache (imports of every server, untimed)")
+            status("compiling bytecode, warming the file cache (imports of every server, untimed)")
+            compile_bytecode(args)
             warm_imports(args)
 
             raw_seconds = min(args.duration, 5)
@@ -801,13 +829,10 @@ def main(argv: list[str] | None = None) -> int:
 
             for key in models:
                 t0 = time.monotonic()
-                servers: list[Live] = []  # on an error, args.cleanup stops them
-                for kind in SERVERS:
-                    if (kind == "mlflow" and args.skip_mlflow) or \
-                            (kind == "threadline" and args.skip_threadline):
-                        continue
-                    servers.append(start_server(args, Target(kind, MODELS[key], ctx),
-                                                expected[key], status))
+                targets = [Target(kind, MODELS[key], ctx) for kind in SERVERS
+                           if not (kind == "mlflow" and args.skip_mlflow)
+                           and not (kind == "threadline" and args.skip_threadline)]
+                servers = start_servers(args, targets, expected[key], status)  # on an error, args.cleanup stops them
                 run_levels(args, servers, MODELS[key].title, status)
                 for live in servers:
                     results[(live.target.kind, key)] = finish(live)
