@@ -17,10 +17,11 @@ the same generator (``wrk``) at 1, 16 and 64 connections:
   (d) ``mlflow models serve --env-manager local`` (MLflow 3.17.2 in ``bench/.venv-mlflow``).
 
 Servers run pinned to one core (``taskset -c 0``), ``wrk``, the control plane and this
-script on the other. All servers of a model are up at once and take turns: each load level is
-measured in rounds (bare, threadline, MLflow, then again), the servers not measured paused with
-SIGSTOP, and each figure is the median of its rounds, so that a change in the machine's load
-during the run moves every server alike instead of favouring the one that ran in a quiet minute. It prints requests/s, p50 and p99 per server and load level, the ratios
+script on the other. All servers of a model are up at once and take turns: each load level
+is measured in rounds (bare, threadline, MLflow, then again), the servers not measured
+paused with SIGSTOP, and each figure is the median of its rounds, so that a change in the
+machine's load during the run moves every server alike instead of favouring the one that ran
+in a quiet minute. It prints requests/s, p50 and p99 per server and load level, the ratios
 against (b) and MLflow, the time from process start to ready, and the targets. Every process
 started here is stopped at the end (also on Ctrl-C or an error). Nothing here asserts.
 """
@@ -356,15 +357,12 @@ class Live:
     def __init__(self, target: Target, server: Server, base_url: str, script: Path, result: dict):
         self.target, self.server, self.base_url, self.script = target, server, base_url, script
         self.result = result
-        self.paused = False
 
     def pause(self) -> None:
         os.killpg(self.server.proc.pid, signal.SIGSTOP)
-        self.paused = True
 
     def resume(self) -> None:
         os.killpg(self.server.proc.pid, signal.SIGCONT)
-        self.paused = False
         self.server.check_alive()
 
 

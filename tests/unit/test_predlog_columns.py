@@ -72,6 +72,14 @@ def test_typed_inputs_that_come_and_go_widen_or_clash() -> None:
     assert table.schema.field("in_count").type == pa.int64()
 
 
+def test_text_that_utf8_cannot_encode_stays_in_the_json_only() -> None:
+    columns = _columns([_rec(0, {"note": "ok"}), _rec(1, {"note": "bad \ud800"})])
+    table = columns.table(columns.kinds)
+    table.validate(full=True)
+    assert table["in_note"].to_pylist() == ["ok", None]
+    assert json.loads(table["inputs"][1].as_py()) == {"note": "bad \ud800"}
+
+
 def test_a_segments_wider_schema_gets_nulls_where_the_buffer_has_nothing_that_fits() -> None:
     columns = _columns([_rec(0, {"age": 41}), _rec(1, {"age": 42, "note": "x"})])
     wider = {"age": float, "note": str, "region": str, "flag": bool}
