@@ -110,11 +110,8 @@ class PredictionRecord:
 def _check_text(value: object, name: str) -> None:
     if type(value) is not str:
         raise errors.InvalidInput(f"must be text, not {type(value).__name__}", field=name)
-    if not value.isascii():
-        try:
-            value.encode()
-        except UnicodeEncodeError as exc:
-            raise errors.InvalidInput("is not valid Unicode text (a lone surrogate)", field=name) from exc
+    if not predlog_files.encodable(value):
+        raise errors.InvalidInput("is not valid Unicode text (a lone surrogate)", field=name)
 
 
 def _number(kind: type, value: object, name: str) -> Any:

@@ -39,7 +39,6 @@ class Columns:
 
     def __init__(self) -> None:
         self.rows = 0
-        self.size = 0  # at least the bytes of text held: what bounds the memory
         # Each text column: its values' UTF-8 bytes end to end, and where each value ends.
         self._text = tuple(bytearray() for _ in _TEXT)
         self._ends = tuple(array("i", [0]) for _ in _TEXT)
@@ -85,7 +84,6 @@ class Columns:
         if rec.scalars:
             self._add_scalars(rec.scalars)
         self.rows += 1
-        self.size += rec.size
 
     def _add_scalars(self, scalars: Mapping[str, tuple[type, object]]) -> None:
         """Add the typed inputs of the record being appended (row ``self.rows``)."""

@@ -121,14 +121,14 @@ def scalars(inputs: Mapping[str, object]) -> dict[str, tuple[type, object]]:
     found: dict[str, tuple[type, object]] = {}
     for name, value in inputs.items():
         kind = _kind(value)
-        if kind is str and not _encodable(value):  # type: ignore[arg-type]
+        if kind is str and not encodable(value):  # type: ignore[arg-type]
             continue  # kept in the JSON, escaped; a typed column could not hold it
         if kind is not None:
             found[name] = (kind, value if type(value) is kind else kind(value))
     return found
 
 
-def _encodable(text: str) -> bool:
+def encodable(text: str) -> bool:
     """Whether UTF-8 can encode ``text`` (not when it holds a lone surrogate)."""
     if text.isascii():
         return True
