@@ -7,7 +7,8 @@
 
 Two small models (a LogisticRegression and a 50-tree RandomForest on 20 numeric features,
 fitted on a numpy array) are served one row per request, one server at a time, and loaded by
-the same generator (``wrk``) at 1, 16 and 64 connections:
+the same closed-loop generator (``_loadgen.c``, built at the start; see ``_load`` for why not
+``wrk``) at 1, 16 and 64 connections:
 
   (a) in-process ``predict_proba`` in a loop (no HTTP): the ceiling;
   (b) a minimal hand-written Starlette endpoint on uvicorn + uvloop + httptools
@@ -16,8 +17,8 @@ the same generator (``wrk``) at 1, 16 and 64 connections:
       Parquet prediction log on, i.e. its defaults;
   (d) ``mlflow models serve --env-manager local`` (MLflow 3.17.2 in ``bench/.venv-mlflow``).
 
-Servers run pinned to one core (``taskset -c 0``), ``wrk``, the control plane and this
-script on the other. All servers of a model are up at once and take turns: each load level
+Servers run pinned to one core (``taskset -c 0``), the load generator, the control plane and
+this script on the other. All servers of a model are up at once and take turns: each load level
 is measured in rounds (bare, threadline, MLflow, then again), the servers not measured
 paused with SIGSTOP, and each figure is the median of its rounds, so that a change in the
 machine's load during the run moves every server alike instead of favouring the one that ran
@@ -46,6 +47,7 @@ from typing import Self
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
+import _load as load
 import _workload as w
 from _procs import (
     LOOPBACK,
@@ -138,7 +140,8 @@ def group_cpu_seconds(pgids: set[int]) -> float:
 
 class CpuWatch:
     """CPU used by other processes while a block runs, in % of one core: everything the
-    machine did minus this process, its waited-for children (wrk) and the given groups."""
+    machine did minus this process, its waited-for children (the load generator) and the given
+    groups."""
 
     def __init__(self, pgids: set[int]):
         self.pgids = pgids
@@ -211,79 +214,6 @@ def probabilities_of(kind: str, body: bytes) -> list[float]:
     raise BenchError(f"no probabilities in {body[:200]!r}")
 
 
-# --------------------------------------------------------------------------- load generator
-
-
-def lua_long_string(text: str) -> str:
-    level = 1
-    while f"]{'=' * level}]" in text:
-        level += 1
-    eq = "=" * level
-    return f"[{eq}[{text}]{eq}]"
-
-
-WRK_DONE = r"""
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH_RESULT {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"max_us":%d,' ..
-    '"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    latency.max, e.connect, e.read, e.write, e.status, e.timeout))
-end
-"""
-
-
-def write_wrk_script(path: Path, url_path: str, headers: dict[str, str], bodies: list[bytes]) -> Path:
-    """A wrk script that cycles through ``bodies`` (one POST each) and prints a JSON summary."""
-    lua_headers = ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items())
-    lines = [
-        "local bodies = {",
-        *(f"  {lua_long_string(body.decode())}," for body in bodies),
-        "}",
-        f"local path = {json.dumps(url_path)}",
-        f"local headers = {{{lua_headers}}}",
-        "local reqs, n = {}, 0",
-        "function init(args)",
-        '  for i, body in ipairs(bodies) do reqs[i] = wrk.format("POST", path, headers, body) end',
-        "end",
-        "function request()",
-        "  n = n % #reqs + 1",
-        "  return reqs[n]",
-        "end",
-        WRK_DONE,
-    ]
-    path.write_text("\n".join(lines))
-    return path
-
-
-def run_wrk(args, base_url: str, script: Path, connections: int, seconds: int) -> dict:
-    cmd = pinned(
-        [args.wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s",
-         str(script), base_url],
-        args.client_cpus,
-    )
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60,
-                          stdin=subprocess.DEVNULL, check=False)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            out = json.loads(line[len(RESULT_PREFIX):])
-            seconds_run = out["duration_us"] / 1e6
-            errors = sum(out[k] for k in ("connect", "read", "write", "status", "timeout"))
-            return {
-                "connections": connections,
-                "requests": out["requests"],
-                "seconds": seconds_run,
-                "rps": (out["requests"] - out["status"]) / seconds_run if seconds_run else math.nan,
-                "p50_ms": out["p50_us"] / 1e3,
-                "p99_ms": out["p99_us"] / 1e3,
-                "max_ms": out["max_us"] / 1e3,
-                "errors": errors,
-                "error_detail": {k: out[k] for k in ("connect", "read", "write", "status", "timeout")},
-            }
-    raise BenchError(f"wrk failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-
-
 # --------------------------------------------------------------------------- servers
 
 
@@ -354,8 +284,9 @@ class Live:
     """One server kept up for the load levels, paused (SIGSTOP) while another is measured, so
     that servers taking turns on the one core never disturb each other."""
 
-    def __init__(self, target: Target, server: Server, base_url: str, script: Path, result: dict):
-        self.target, self.server, self.base_url, self.script = target, server, base_url, script
+    def __init__(self, target: Target, server: Server, port: int, requests: Path, result: dict):
+        self.target, self.server, self.port, self.requests = target, server, port, requests
+        self.base_url = f"http://{LOOPBACK}:{port}"
         self.result = result
 
     def pause(self) -> None:
@@ -383,17 +314,17 @@ def start_servers(args, targets: list[Target], expected: list[float], status) ->
             if i < args.starts - 1:
                 server.stop()
             else:
-                servers.append(checked(target, server, f"http://{LOOPBACK}:{port}", expected,
-                                       starts[target.kind]))
+                servers.append(checked(target, server, port, expected, starts[target.kind]))
     return servers
 
 
-def checked(target: Target, server: Server, base_url: str, expected: list[float],
+def checked(target: Target, server: Server, port: int, expected: list[float],
             starts: list[float]) -> Live:
     """``server``, paused, once it answered the first row as in-process (and, for threadline,
     refused a request without a token)."""
     kind, spec = target.kind, target.spec
     label = f"{LABELS[kind]}, {spec.title}"
+    base_url = f"http://{LOOPBACK}:{port}"
     bodies = request_bodies(kind, target.ctx["rows"])
     code, body = http_call(base_url + target.infer_path, bodies[0], target.headers)
     if code != 200:
@@ -406,12 +337,17 @@ def checked(target: Target, server: Server, base_url: str, expected: list[float]
         code, _ = http_call(base_url + target.infer_path, bodies[0], unauth)
         if code != 401:
             raise BenchError(f"{label}: a request without a token answered {code}, not 401")
-    script = write_wrk_script(target.ctx["tmp"] / f"{kind}-{spec.key}.lua", target.infer_path,
-                              target.headers, bodies)
-    live = Live(target, server, base_url, script,
+    requests = load.write_requests(target.ctx["tmp"] / f"{kind}-{spec.key}.requests",
+                                   f"{LOOPBACK}:{port}", target.infer_path, target.headers, bodies)
+    live = Live(target, server, port, requests,
                 {"server": kind, "model": spec.key, "start_s": starts, "levels": []})
     live.pause()
     return live
+
+
+def run_load(args, live: Live, connections: int, seconds: int) -> dict:
+    return load.run(args.loadgen, live.requests, LOOPBACK, live.port, connections, seconds,
+                    args.client_cpus, live.requests.with_suffix(".samples"))
 
 
 def measure_round(args, live: Live, connections: int) -> dict:
@@ -419,11 +355,11 @@ def measure_round(args, live: Live, connections: int) -> dict:
     live.resume()
     try:
         if args.warmup > 0:
-            run_wrk(args, live.base_url, live.script, connections, args.warmup)
+            run_load(args, live, connections, args.warmup)
         threadline = live.target.kind == "threadline"
         before = scrape_metrics(live.base_url, live.target.headers) if threadline else None
         with CpuWatch(args.own_groups | {live.server.proc.pid}) as watch:
-            level = run_wrk(args, live.base_url, live.script, connections, args.duration)
+            level = run_load(args, live, connections, args.duration)
         level["other_cpu_percent"] = watch.other_percent
         live.server.check_alive()
         if before is not None:
@@ -439,7 +375,7 @@ def median_level(rounds: list[dict]) -> dict:
     """One level from its rounds: the median of each figure, errors summed, the noisiest round's
     other CPU, and every round kept for the JSON."""
     level = {"connections": rounds[0]["connections"], "rounds": rounds,
-             **{key: median([r[key] for r in rounds]) for key in ("rps", "p50_ms", "p99_ms", "max_ms")},
+             **{key: median([r[key] for r in rounds]) for key in ("rps", "p50_ms", "p99_ms", "max_ms", "p99_wrk_ms")},
              "errors": sum(r["errors"] for r in rounds),
              "error_detail": {k: sum(r["error_detail"][k] for r in rounds) for k in rounds[0]["error_detail"]},
              "other_cpu_percent": max(r["other_cpu_percent"] for r in rounds)}
@@ -740,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-threadline", action="store_true", help="no (c)")
     parser.add_argument("--server-cpus", default="0", help="CPUs for the servers (default 0)")
     parser.add_argument("--client-cpus", default="1",
-                        help="CPUs for wrk, the control plane and this script (default 1)")
+                        help="CPUs for the load generator, the control plane and this script (default 1)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin anything to CPUs")
     parser.add_argument("--startup-timeout", type=float, default=120.0, metavar="SECONDS")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write all results here")
@@ -756,9 +692,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--models: choose from {', '.join(MODELS)}")
     if args.duration < 1 or args.starts < 1 or args.rounds < 1 or args.warmup < 0:
         parser.error("--duration, --starts and --rounds must be at least 1, --warmup at least 0")
-    args.wrk = shutil.which("wrk")
-    if args.wrk is None:
-        parser.error("wrk is not installed: apt-get install -y wrk (or your OS's package)")
     cpus = sorted(os.sched_getaffinity(0))
     args.server_cpus, args.client_cpus = parse_cpus(args.server_cpus), parse_cpus(args.client_cpus)
     if args.no_pin or len(cpus) < 2 or shutil.which("taskset") is None:
@@ -813,7 +746,9 @@ def main(argv: list[str] | None = None) -> int:
                 if proc.returncode != 0:
                     raise BenchError(f"saving the MLflow models failed:\n{proc.stdout}\n{proc.stderr}")
 
-            status("compiling bytecode, warming the file cache (imports of every server, untimed)")
+            status("building the load generator, compiling bytecode, warming the file cache "
+                   "(imports of every server, untimed)")
+            args.loadgen = load.build(tmp)
             compile_bytecode(args)
             warm_imports(args)
 
@@ -867,7 +802,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "scikit-learn": sklearn.__version__,
         "mlflow": "skipped" if args.skip_mlflow else "3.17.2",
-        "load": f"wrk -t1, {args.warmup} s warm-up",
+        "load": f"_loadgen.c (closed loop, one thread), {args.warmup} s warm-up",
         "server_cpus": args.server_cpus,
         "client_cpus": args.client_cpus,
         "cpus": os.cpu_count(),
