@@ -28,11 +28,11 @@ and ``other`` counts the rest; booleans are keyed ``"true"``/``"false"``.
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -75,7 +75,11 @@ def load_table(data: object, *, field: str = "training_data") -> pa.Table:
     """Read training data given as a DataFrame, an Arrow table or a .parquet/.csv path."""
     if isinstance(data, pa.Table):
         return data
-    if isinstance(data, pd.DataFrame):
+    # Not imported here: pandas takes a fifth of a second to import, and a serving process
+    # loads this module (through the flavors) without ever profiling data. Data can only be a
+    # DataFrame if the caller imported pandas.
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(data, pandas.DataFrame):
         try:
             return pa.Table.from_pandas(data, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:

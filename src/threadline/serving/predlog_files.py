@@ -43,7 +43,6 @@ from typing import BinaryIO, Callable, Iterator, Mapping
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from threadline import files
@@ -71,7 +70,6 @@ FIXED = pa.schema([
     ("outputs", pa.string()),
 ])
 _DATE = pa.field("date", pa.string())
-_PARTITIONING = ds.partitioning(pa.schema([("deployment", pa.string()), _DATE]), flavor="hive")
 
 
 def column_name(name: str) -> str:
@@ -250,7 +248,12 @@ def _read(root: Path, deployment: str | None) -> pa.Table:
     files = complete_files(root, deployment)
     if not files:
         return schema({}).append(_DATE).empty_table()
+    # Imported here: pyarrow.dataset imports pandas, a fifth of a second that a server, which
+    # only writes the log, would otherwise pay at every start.
+    import pyarrow.dataset as ds
+
     unified = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
+    partitioning = ds.partitioning(pa.schema([("deployment", pa.string()), _DATE]), flavor="hive")
     dataset = ds.dataset([str(f) for f in files], schema=unified.append(_DATE), format="parquet",
-                         partitioning=_PARTITIONING, partition_base_dir=str(root))
+                         partitioning=partitioning, partition_base_dir=str(root))
     return dataset.to_table().sort_by("time")
