@@ -25,13 +25,18 @@ SOURCE = Path(__file__).resolve().parent / "_loadgen.c"
 ERROR_KINDS = ("connect", "read", "write", "status", "timeout")
 
 
+def compiler() -> str | None:
+    """The C compiler that builds the load generator, if the machine has one."""
+    return shutil.which("cc") or shutil.which("gcc")
+
+
 def build(out_dir: Path) -> Path:
-    """Compile ``_loadgen.c`` into ``out_dir``; the C compiler is the only thing it needs."""
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
+    """Compile ``_loadgen.c`` into ``out_dir``; a C compiler is the only thing it needs."""
+    cc = compiler()
+    if cc is None:
         raise BenchError("the load generator needs a C compiler: apt-get install -y gcc")
     binary = out_dir / "loadgen"
-    proc = subprocess.run([compiler, "-O2", "-o", str(binary), str(SOURCE)], capture_output=True,
+    proc = subprocess.run([cc, "-O2", "-o", str(binary), str(SOURCE)], capture_output=True,
                           text=True, stdin=subprocess.DEVNULL, timeout=120, check=False)
     if proc.returncode != 0:
         raise BenchError(f"compiling {SOURCE.name} failed:\n{proc.stderr}")

@@ -104,6 +104,7 @@ START_MAX_RATIO = 1.5  # start-to-ready, × (b)
 THREAD_LIMITS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+MEDIAN_FIGURES = ("rps", "p50_ms", "p99_ms", "max_ms", "p99_wrk_ms")  # per level, over its rounds
 NOISY_PERCENT = 10.0  # other processes' CPU (% of one core) above which a level is flagged
 
 # --------------------------------------------------------------------------- CPU accounting
@@ -375,7 +376,7 @@ def median_level(rounds: list[dict]) -> dict:
     """One level from its rounds: the median of each figure, errors summed, the noisiest round's
     other CPU, and every round kept for the JSON."""
     level = {"connections": rounds[0]["connections"], "rounds": rounds,
-             **{key: median([r[key] for r in rounds]) for key in ("rps", "p50_ms", "p99_ms", "max_ms", "p99_wrk_ms")},
+             **{key: median([r[key] for r in rounds]) for key in MEDIAN_FIGURES},
              "errors": sum(r["errors"] for r in rounds),
              "error_detail": {k: sum(r["error_detail"][k] for r in rounds) for k in rounds[0]["error_detail"]},
              "other_cpu_percent": max(r["other_cpu_percent"] for r in rounds)}
@@ -692,6 +693,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--models: choose from {', '.join(MODELS)}")
     if args.duration < 1 or args.starts < 1 or args.rounds < 1 or args.warmup < 0:
         parser.error("--duration, --starts and --rounds must be at least 1, --warmup at least 0")
+    if load.compiler() is None:
+        parser.error("the load generator (bench/_loadgen.c) needs a C compiler: apt-get install -y gcc")
     cpus = sorted(os.sched_getaffinity(0))
     args.server_cpus, args.client_cpus = parse_cpus(args.server_cpus), parse_cpus(args.client_cpus)
     if args.no_pin or len(cpus) < 2 or shutil.which("taskset") is None:
