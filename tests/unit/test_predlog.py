@@ -140,9 +140,9 @@ def test_full_buffer_drops_are_counted_and_record_never_blocks(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     publish = predlog_files._publish
 
-    def slow_publish(final: Path, write: object) -> int:
+    def slow_publish(final: Path, encoded: object) -> int:
         time.sleep(0.2)
-        return publish(final, write)  # type: ignore[arg-type]
+        return publish(final, encoded)  # type: ignore[arg-type]
 
     monkeypatch.setattr(predlog_files, "_publish", slow_publish)
     reported: list[int] = []

@@ -38,7 +38,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Mapping
+from typing import BinaryIO, Iterator, Mapping
 
 import numpy as np
 import orjson
@@ -166,14 +166,15 @@ def json_bytes(values: Mapping[str, object]) -> bytes:
         return json.dumps(plain, default=repr).encode()
 
 
-def _write_paced(file: BinaryIO, data: memoryview) -> None:
-    """Write ``data`` a slice of ``_WRITE_BYTES`` at a time (see ``_starts``)."""
-    for start in _starts(len(data), _WRITE_BYTES):
-        file.write(data[start:start + _WRITE_BYTES])
+def _publish(final: Path, encoded: pa.BufferOutputStream) -> int:
+    """Write what ``encoded`` holds to ``final`` under a hidden name, ``_WRITE_BYTES`` at a time
+    (see ``_starts``), fsync, rename; return its size in bytes."""
+    data = memoryview(encoded.getvalue())
 
+    def write(file: BinaryIO) -> None:
+        for start in _starts(len(data), _WRITE_BYTES):
+            file.write(data[start:start + _WRITE_BYTES])
 
-def _publish(final: Path, write: Callable[[BinaryIO], None]) -> int:
-    """Write ``final`` under a hidden name, fsync, rename; return its size in bytes."""
     return files.atomic_write(final, write)
 
 
@@ -195,7 +196,7 @@ class Segment:
             for start in _starts(table.num_rows, _ENCODE_ROWS):
                 writer.write_table(table.slice(start, _ENCODE_ROWS))
         part = self.folder / f"part-{self.ident}-{len(self.parts):05d}.parquet"
-        self.size += _publish(part, lambda file: _write_paced(file, memoryview(encoded.getvalue())))
+        self.size += _publish(part, encoded)
         self.parts.append(part)
 
     def seal(self) -> Path:
@@ -220,7 +221,7 @@ class Segment:
             if pending:
                 writer.write_table(pa.concat_tables(pending))
         sealed = self.folder / f"seg-{self.ident}.parquet"
-        _publish(sealed, lambda file: _write_paced(file, memoryview(encoded.getvalue())))
+        _publish(sealed, encoded)
         for part in self.parts:
             part.unlink(missing_ok=True)
         return sealed
